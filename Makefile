@@ -1,0 +1,37 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup graphviz demo test lint bench clean
+
+setup: $(STAMP) graphviz
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# Graphviz's `dot` draws the DAG; installed with apt when missing and apt is there.
+graphviz:
+	@command -v dot >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null; \
+	  else echo "graphviz 'dot' not found and no apt-get: install Graphviz by hand" >&2; exit 1; fi; }
+
+demo: setup
+	$(PY) -m magnus_jupyter validate notebooks/pipeline.yaml
+	$(PY) -m magnus_jupyter render notebooks/pipeline.yaml -o out/pipeline.svg
+	@echo "DAG drawn to out/pipeline.svg"
+
+test: setup
+	$(PY) -m ruff check magnus_jupyter tests bench
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/load_validate.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache
