@@ -1,0 +1,72 @@
+"""Every error a user can meet: one base class, each message naming the place.
+
+The CLI prints these and exits 2; the magics show them as one line. They cross
+process boundaries (worker processes, Dask), so each one pickles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One located complaint: where (file:line and/or step path) and what."""
+
+    message: str
+    step: str | None = None
+    file: str | None = None
+    line: int | None = None
+    warning: bool = False
+
+    def __str__(self) -> str:
+        place = ""
+        if self.file:
+            place = self.file + (f":{self.line}" if self.line else "") + ": "
+        elif self.line:
+            place = f"line {self.line}: "
+        who = f"step '{self.step}': " if self.step else ""
+        return f"{place}{who}{self.message}"
+
+
+class PipelineError(Exception):
+    """Base of every error meant for the user; its text is the whole message."""
+
+    exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):
+        return (self.__class__, (self.message,))
+
+
+class PipelineYAMLError(PipelineError):
+    """The pipeline file cannot be read or parsed as YAML."""
+
+
+class ValidationError(PipelineError):
+    """The pipeline breaks one or more of magnus' rules; carries every problem found."""
+
+    def __init__(self, problems: list[Problem] | str) -> None:
+        if isinstance(problems, str):
+            problems = [Problem(problems)]
+        self.problems = list(problems)
+        count = len(self.problems)
+        head = "invalid pipeline" + (f" ({count} problems)" if count > 1 else "")
+        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+
+    def __reduce__(self):
+        return (self.__class__, (self.problems,))
+
+
+class ParameterError(PipelineError):
+    """A parameters file or a --param value is malformed."""
+
+
+class ExecutionError(PipelineError):
+    """A run could not start or continue for a reason outside any one task."""

@@ -1,0 +1,167 @@
+"""magnus' graph rules, each broken rule reported with the step's full name and line.
+
+Runs on the model, so pipelines from YAML, the SDK and the magics are held to
+the same rules. Unreachable steps are allowed (as in magnus): a warning only.
+"""
+
+from __future__ import annotations
+
+import graphlib
+from collections import deque
+
+from .errors import Problem, ValidationError
+from .model import (
+    RESERVED_CHARACTERS,
+    Fail,
+    Map,
+    Pipeline,
+    Step,
+    Success,
+    Task,
+    join_name,
+)
+
+
+def validate(pipeline: Pipeline) -> list[Problem]:
+    """Raise ``ValidationError`` listing every broken rule; return the warnings."""
+    problems: list[Problem] = []
+    stack: list[tuple[str, Pipeline]] = [("", pipeline)]
+    while stack:
+        prefix, graph = stack.pop()
+        problems.extend(_check_graph(prefix, graph))
+        for name, step in graph.steps.items():
+            internal = join_name(prefix, name)
+            problems.extend(_check_step(internal, step))
+            for branch_name, branch in reversed(step.branches().items()):
+                stack.append((step.branch_prefix(internal, branch_name), branch))
+    errors = [p for p in problems if not p.warning]
+    if errors:
+        raise ValidationError(errors)
+    return problems
+
+
+def _at(step: Step | None, graph: Pipeline, internal: str | None, message: str,
+        warning: bool = False) -> Problem:
+    source = (step.source if step is not None else None) or graph.source
+    return Problem(message, step=internal or None, file=source.file if source else None,
+                   line=source.line if source else None, warning=warning)
+
+
+def _check_graph(prefix: str, graph: Pipeline) -> list[Problem]:
+    what = f"branch '{prefix}'" if prefix else "the pipeline"
+    out: list[Problem] = []
+    if not graph.steps:
+        return [_at(None, graph, prefix, f"{what} has no steps")]
+    for kind, word in ((Success, "success"), (Fail, "fail")):
+        found = [n for n, s in graph.steps.items() if isinstance(s, kind)]
+        if len(found) != 1:
+            names = f" (found {len(found)}: {', '.join(found)})" if found else ""
+            out.append(_at(None, graph, prefix,
+                           f"{what} must have exactly one step of type {word}{names}"))
+    if graph.start_at is None:
+        out.append(_at(None, graph, prefix, f"{what} has no start_at"))
+    elif graph.start_at not in graph.steps:
+        out.append(_at(None, graph, prefix,
+                       f"start_at names {graph.start_at!r}, which is not a step of {what}"
+                       f"{_known(graph)}"))
+    elif isinstance(graph.steps[graph.start_at], Success | Fail):
+        kind = graph.steps[graph.start_at].type
+        out.append(_at(None, graph, prefix, f"start_at cannot be the {kind} step"))
+    edges: dict[str, set[str]] = {}
+    for name, step in graph.steps.items():
+        internal = join_name(prefix, name)
+        targets = set()
+        for key in ("next", "on_failure"):
+            target = getattr(step, key)
+            if target is None:
+                continue
+            if target not in graph.steps:
+                out.append(_at(step, graph, internal,
+                               f"{key} names {target!r}, which is not a step of {what}{_known(graph)}"))
+            elif target == name:
+                out.append(_at(step, graph, internal, f"{key} points back at the step itself (a cycle)"))
+            else:
+                targets.add(target)
+        edges[name] = targets
+    out.extend(_cycles(prefix, graph, edges))
+    if graph.start_at in graph.steps:
+        for name in _unreachable(graph.start_at, edges, graph):
+            out.append(_at(graph.steps[name], graph, join_name(prefix, name),
+                           "is never reached from start_at (allowed, but it will not run)", warning=True))
+    return out
+
+
+def _check_step(internal: str, step: Step) -> list[Problem]:
+    out: list[Problem] = []
+
+    def add(message: str) -> None:
+        source = step.source
+        out.append(Problem(message, step=internal, file=source.file if source else None,
+                           line=source.line if source else None))
+
+    bad = [c for c in RESERVED_CHARACTERS if c in step.name]
+    if bad:
+        add(f"a step name may not contain {' or '.join(repr(c) for c in bad)} "
+            "(magnus uses them in internal names)")
+    if not step.name.strip():
+        add("a step name may not be empty")
+    if isinstance(step, Success | Fail):
+        given = [k for k in ("next", "on_failure") if getattr(step, k) is not None] + list(step.extras)
+        if given:
+            add(f"a {step.type} step takes no other fields, found {', '.join(given)}")
+    elif step.next is None:
+        add(f"missing 'next': a {step.type} step must say which step follows it")
+    if isinstance(step, Task):
+        if not step.command:
+            add("a task needs a 'command'")
+        elif step.kind == "notebook" and not step.command.strip().endswith(".ipynb"):
+            add(f"a notebook task's command must be a .ipynb path, found {step.command!r}")
+        elif step.kind == "python" and not _is_dotted(step.command):
+            add(f"a python task's command must be a dotted path like 'module.function', "
+                f"found {step.command!r} (for a shell command set command_type: shell)")
+        if step.kind != "notebook":
+            for key in ("notebook_output_path", "output_cell_tag", "optional_ploomber_args"):
+                if getattr(step, key) is not None:
+                    add(f"{key} applies only to notebook tasks")
+    if isinstance(step, Map):
+        for key in ("iterate_on", "iterate_as"):
+            if not getattr(step, key):
+                add(f"a map step needs '{key}'")
+    for name in step.branches():
+        if any(c in name for c in RESERVED_CHARACTERS) and not isinstance(step, Map):
+            add(f"branch name {name!r} may not contain '.' or '%'")
+    return out
+
+
+def _is_dotted(command: str) -> bool:
+    parts = command.strip().split(".")
+    return len(parts) >= 2 and all(p.isidentifier() for p in parts)
+
+
+def _known(graph: Pipeline) -> str:
+    names = list(graph.steps)
+    shown = ", ".join(names[:8]) + (", …" if len(names) > 8 else "")
+    return f" (its steps: {shown})"
+
+
+def _cycles(prefix: str, graph: Pipeline, edges: dict[str, set[str]]) -> list[Problem]:
+    try:
+        graphlib.TopologicalSorter(edges).prepare()
+    except graphlib.CycleError as exc:
+        cycle = exc.args[1]
+        first = graph.steps[cycle[0]]
+        loop = " -> ".join(cycle)
+        return [_at(first, graph, join_name(prefix, cycle[0]), f"next/on_failure form a cycle: {loop}")]
+    return []
+
+
+def _unreachable(start: str, edges: dict[str, set[str]], graph: Pipeline) -> list[str]:
+    seen = {start}
+    queue = deque([start])
+    while queue:
+        for target in edges.get(queue.popleft(), ()):
+            if target not in seen:
+                seen.add(target)
+                queue.append(target)
+    # the fail step is reached implicitly by any failure, so it never counts as unreachable
+    return [n for n, s in graph.steps.items() if n not in seen and not isinstance(s, Fail)]

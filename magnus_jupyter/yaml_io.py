@@ -1,0 +1,447 @@
+"""magnus 0.5 YAML <-> the core model, keeping file and line for every step.
+
+Reading builds the model and checks each field's shape (the loader has the
+lines); the graph rules live in ``validate``. Writing is canonical: the same
+model always gives the same bytes, and those bytes load back to the same model.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import PipelineYAMLError, Problem, ValidationError
+from .model import (
+    COMMAND_TYPES,
+    DAG_BRANCH_NAME,
+    FAILURE_POLICIES,
+    STEP_TYPES,
+    Dag,
+    Map,
+    Parallel,
+    Pipeline,
+    Source,
+    Step,
+    Stub,
+    join_name,
+    map_placeholder,
+)
+
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Mapping(dict):
+    """A YAML mapping that remembers its line and the line of each key."""
+
+    line: int = 0
+    key_lines: dict[Any, int]
+    duplicates: list[tuple[Any, int]]
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    pass
+
+
+def _construct_mapping(loader: Any, node: yaml.MappingNode) -> _Mapping:
+    loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
+    out = _Mapping()
+    out.line = node.start_mark.line + 1
+    out.key_lines, out.duplicates = {}, []
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            hash(key)
+        except TypeError:
+            raise PipelineYAMLError(f"line {line}: a mapping key must be plain text") from None
+        if key in out:
+            out.duplicates.append((key, line))
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.key_lines[key] = line
+    return out
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+@contextmanager
+def _deep_recursion(limit: int = 20000) -> Any:
+    """Nesting 50 branches deep recurses further than Python's default allows."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def parse_yaml(text: str, file: str | None = None) -> Any:
+    """YAML text -> plain data with line-tracking mappings; syntax errors located."""
+    where = file or "<pipeline>"
+    try:
+        with _deep_recursion():
+            return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise PipelineYAMLError(f"{where}{line}: YAML syntax error: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise PipelineYAMLError(f"{where}: YAML error: {exc}") from None
+    except PipelineYAMLError as exc:
+        raise PipelineYAMLError(f"{where}: {exc}") from None
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PipelineYAMLError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise PipelineYAMLError(f"{path}: is a folder, not a pipeline file") from None
+    except UnicodeDecodeError:
+        raise PipelineYAMLError(f"{path}: not a UTF-8 text file") from None
+    except OSError as exc:
+        raise PipelineYAMLError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def load_yaml(source: str | os.PathLike[str], *, validate: bool = True) -> Pipeline:
+    """A magnus pipeline from YAML text or a file path; raises located errors.
+
+    A string holding a newline or a ``dag:`` key is YAML text; otherwise a path.
+    """
+    if isinstance(source, os.PathLike) or not _looks_like_yaml(source):
+        file = str(source)
+        text = read_text(source)
+        base = Path(source).resolve().parent
+    else:
+        file, text, base = None, source, Path.cwd()
+    builder = _Builder(file, base)
+    pipeline = builder.document(parse_yaml(text, file))
+    if builder.problems:
+        raise ValidationError(builder.problems)
+    if validate:
+        from .validate import validate as check
+
+        check(pipeline)
+    return pipeline
+
+
+def _looks_like_yaml(text: str) -> bool:
+    return "\n" in text or text.lstrip().startswith(("dag", "{"))
+
+
+class _Builder:
+    """Turns parsed YAML into the model, collecting every shape problem it meets."""
+
+    def __init__(self, file: str | None, base: Path, seen: tuple[Path, ...] = ()) -> None:
+        self.file, self.base, self.seen = file, base, seen
+        self.problems: list[Problem] = []
+
+    def problem(self, message: str, step: str | None = None, line: int | None = None) -> None:
+        self.problems.append(Problem(message, step=step, file=self.file or "<pipeline>", line=line))
+
+    def document(self, data: Any) -> Pipeline:
+        if data is None:
+            self.problem("the file is empty; a magnus pipeline is a mapping with a 'dag' key")
+            return Pipeline()
+        if not isinstance(data, dict):
+            self.problem(f"expected a mapping with a 'dag' key, found {_kind(data)}", line=1)
+            return Pipeline()
+        for key in data:
+            if key != "dag":
+                self.problem(
+                    f"unknown top-level key {key!r}; a magnus pipeline file holds one key, 'dag'",
+                    line=_line(data, key),
+                )
+        if "dag" not in data:
+            self.problem("no 'dag' key: the pipeline goes under 'dag:'", line=getattr(data, "line", 1))
+            return Pipeline()
+        return self.pipeline(data["dag"], "", _line(data, "dag"), "the pipeline")
+
+    def pipeline(self, data: Any, prefix: str, line: int | None, what: str) -> Pipeline:
+        pipeline = Pipeline(source=Source(self.file, line))
+        if not isinstance(data, dict):
+            self.problem(f"{what} must be a mapping with start_at and steps, found {_kind(data)}",
+                         step=prefix or None, line=line)
+            return pipeline
+        self._report_duplicates(data, prefix)
+        for key, value in data.items():
+            key_line = _line(data, key)
+            if key == "steps":
+                continue
+            if key not in Pipeline.FIELDS:
+                self.problem(f"unknown field {key!r} in {what}{_suggest(key, Pipeline.FIELDS + ('steps',))}",
+                             step=prefix or None, line=key_line)
+            elif key == "max_time":
+                if _is_int(value) and value > 0:
+                    pipeline.max_time = value
+                else:
+                    self.problem(f"max_time must be a positive whole number of seconds, found {value!r}",
+                                 step=prefix or None, line=key_line)
+            elif not isinstance(value, str):
+                self.problem(f"{key} must be text, found {_kind(value)}", step=prefix or None, line=key_line)
+            else:
+                setattr(pipeline, key, value)
+        steps = data.get("steps")
+        if steps is None:
+            self.problem(f"{what} has no steps", step=prefix or None, line=line)
+        elif not isinstance(steps, dict):
+            self.problem(f"steps must be a mapping of step name to step, found {_kind(steps)}",
+                         step=prefix or None, line=_line(data, "steps"))
+        else:
+            self._report_duplicates(steps, prefix)
+            for name, body in steps.items():
+                step = self.step(name, body, prefix, _line(steps, name))
+                if step is not None:
+                    pipeline.steps[step.name] = step
+        return pipeline
+
+    def _report_duplicates(self, data: Any, prefix: str) -> None:
+        for key, line in getattr(data, "duplicates", ()):
+            self.problem(f"{key!r} is given twice in the same mapping (a duplicate name)",
+                         step=prefix or None, line=line)
+
+    def step(self, name: Any, body: Any, prefix: str, line: int | None) -> Step | None:
+        if not isinstance(name, str):
+            self.problem(f"a step name must be text, found {_kind(name)} {name!r}", step=prefix or None,
+                         line=line)
+            return None
+        path = join_name(prefix, name)
+        if not isinstance(body, dict):
+            self.problem(f"a step must be a mapping with a 'type', found {_kind(body)}", step=path, line=line)
+            return None
+        self._report_duplicates(body, path)
+        kind = body.get("type")
+        cls = STEP_TYPES.get(kind) if isinstance(kind, str) else None
+        if cls is None:
+            where = _line(body, "type") if "type" in body else line
+            if "type" not in body:
+                self.problem(f"no 'type'; one of {', '.join(STEP_TYPES)}", step=path, line=where)
+            else:
+                self.problem(f"unknown step type {kind!r}; one of {', '.join(STEP_TYPES)}"
+                             f"{_suggest(kind, tuple(STEP_TYPES))}", step=path, line=where)
+            return None
+        step = cls(name=name, source=Source(self.file, line))
+        allowed = set(cls.FIELDS) | {"type"} | _BRANCH_FIELDS.get(cls.type, set())
+        for key, value in body.items():
+            if key == "type":
+                continue
+            key_line = _line(body, key)
+            if key not in allowed:
+                if cls is Stub and isinstance(key, str):
+                    step.extras[key] = value  # magnus lets a stub carry anything
+                else:
+                    self.problem(f"unknown field {key!r} for a {cls.type} step"
+                                 f"{_suggest(key, tuple(sorted(allowed)))}", step=path, line=key_line)
+                continue
+            if key in _BRANCH_FIELDS.get(cls.type, ()):
+                continue
+            self._field(step, key, value, path, key_line)
+        if isinstance(step, Parallel):
+            self._parallel_branches(step, body, path, line)
+        elif isinstance(step, Map):
+            self._map_branch(step, body, path, line)
+        elif isinstance(step, Dag):
+            self._dag_branch(step, body, path, line)
+        if step.TRAVERSAL and "next" not in body:
+            self.problem(f"missing 'next': a {cls.type} step must say which step follows it", step=path,
+                         line=line)
+        return step
+
+    def _field(self, step: Step, key: str, value: Any, path: str, line: int | None) -> None:
+        check = _FIELD_CHECKS.get(key, _text)
+        error = check(value)
+        if error:
+            self.problem(f"{key} {error}, found {_show(value)}", step=path, line=line)
+        else:
+            setattr(step, key, value)
+
+    def _parallel_branches(self, step: Parallel, body: dict, path: str, line: int | None) -> None:
+        branches = body.get("branches")
+        if branches is None:
+            return self.problem("a parallel step needs 'branches'", step=path, line=line)
+        if not isinstance(branches, dict) or not branches:
+            return self.problem(f"branches must be a mapping of branch name to pipeline, found "
+                                f"{_show(branches)}", step=path, line=_line(body, "branches"))
+        self._report_duplicates(branches, path)
+        for name, data in branches.items():
+            if not isinstance(name, str):
+                self.problem(f"a branch name must be text, found {_show(name)}", step=path,
+                             line=_line(branches, name))
+                continue
+            branch_path = join_name(path, name)
+            step.parallel_branches[name] = self.pipeline(data, branch_path, _line(branches, name),
+                                                         f"branch '{branch_path}'")
+
+    def _map_branch(self, step: Map, body: dict, path: str, line: int | None) -> None:
+        for key in ("iterate_on", "iterate_as"):
+            if key not in body:
+                self.problem(f"a map step needs '{key}'", step=path, line=line)
+        if "branch" not in body:
+            return self.problem("a map step needs a 'branch' pipeline", step=path, line=line)
+        branch_path = join_name(path, map_placeholder(step.iterate_as))
+        step.branch = self.pipeline(body["branch"], branch_path, _line(body, "branch"),
+                                    f"branch of map '{path}'")
+
+    def _dag_branch(self, step: Dag, body: dict, path: str, line: int | None) -> None:
+        branch_path = join_name(path, DAG_BRANCH_NAME)
+        if "branch" in body and step.dag_definition is not None:
+            return self.problem("give either 'branch' or 'dag_definition', not both", step=path, line=line)
+        if "branch" in body:
+            step.branch = self.pipeline(body["branch"], branch_path, _line(body, "branch"),
+                                        f"branch of dag '{path}'")
+        elif step.dag_definition is None:
+            self.problem("a dag step needs 'dag_definition' (a YAML file) or an inline 'branch'",
+                         step=path, line=line)
+        else:
+            step.branch = self._dag_file(step.dag_definition, branch_path, path, line)
+
+    def _dag_file(self, ref: str, branch_path: str, path: str, line: int | None) -> Pipeline | None:
+        target = (self.base / ref).resolve()
+        if target in self.seen:
+            self.problem(f"dag_definition {ref!r} includes itself", step=path, line=line)
+            return None
+        try:
+            data = parse_yaml(read_text(target), ref)
+        except PipelineYAMLError as exc:
+            self.problem(f"dag_definition: {exc}", step=path, line=line)
+            return None
+        inner = _Builder(ref, target.parent, self.seen + (target,))
+        if not isinstance(data, dict) or "dag" not in data:
+            self.problem(f"dag_definition {ref!r} has no 'dag' mapping", step=path, line=line)
+            return None
+        branch = inner.pipeline(data["dag"], branch_path, _line(data, "dag"), f"the dag in {ref}")
+        self.problems.extend(inner.problems)
+        return branch
+
+
+_BRANCH_FIELDS: dict[str, set[str]] = {"parallel": {"branches"}, "map": {"branch"}, "dag": {"branch"}}
+
+
+def _text(value: Any) -> str | None:
+    return None if isinstance(value, str) and value.strip() else "must be non-empty text"
+
+
+def _choice(options: tuple[str, ...]) -> Any:
+    def check(value: Any) -> str | None:
+        return None if value in options else "must be one of " + ", ".join(options)
+
+    return check
+
+
+def _str_list(value: Any) -> str | None:
+    if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
+        return None
+    return "must be a list of names"
+
+
+def _catalog(value: Any) -> str | None:
+    if not isinstance(value, dict) or set(value) - {"get", "put"}:
+        return "must be a mapping with 'get' and/or 'put' lists"
+    for key in ("get", "put"):
+        if key in value and (not isinstance(value[key], list) or
+                             not all(isinstance(v, str) for v in value[key])):
+            return f"'{key}' must be a list of file patterns"
+    return None
+
+
+def _mapping(value: Any) -> str | None:
+    return None if isinstance(value, dict) else "must be a mapping"
+
+
+def _positive_number(value: Any) -> str | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    return None if ok else "must be a positive number of seconds"
+
+
+def _positive_int(value: Any) -> str | None:
+    return None if _is_int(value) and value >= 1 else "must be a whole number of at least 1"
+
+
+_FIELD_CHECKS = {
+    "command_type": _choice(COMMAND_TYPES),
+    "failure_policy": _choice(FAILURE_POLICIES),
+    "catalog": _catalog,
+    "returns": _str_list,
+    "optional_ploomber_args": _mapping,
+    "overrides": _mapping,
+    "timeout": _positive_number,
+    "max_attempts": _positive_int,
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _line(data: Any, key: Any) -> int | None:
+    lines = getattr(data, "key_lines", None)
+    return lines.get(key) if lines else None
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: "text", bool: "true/false", int: "a number",
+            float: "a number", _Mapping: "a mapping"}.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return f"{_kind(value)} {text[:60] + '…' if len(text) > 60 else text}"
+
+
+def _suggest(word: Any, options: tuple[str, ...]) -> str:
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, options, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# ---- writing -------------------------------------------------------------------------------
+
+
+class _Dumper(_BaseDumper):  # type: ignore[misc, valid-type]
+    pass
+
+
+def _represent_str(dumper: Any, value: str) -> Any:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+_Dumper.add_representer(_Mapping, _Dumper.represent_dict)
+
+
+def pipeline_to_data(pipeline: Pipeline) -> dict[str, Any]:
+    """The model as the plain mapping magnus reads under ``dag:``."""
+    out = pipeline.field_values()
+    out["steps"] = {name: step_to_data(step) for name, step in pipeline.steps.items()}
+    return out
+
+
+def step_to_data(step: Step) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": step.type}
+    out.update(step.field_values())
+    if isinstance(step, Parallel):
+        out["branches"] = {n: pipeline_to_data(b) for n, b in step.parallel_branches.items()}
+    elif isinstance(step, Map | Dag) and step.branch and not getattr(step, "dag_definition", None):
+        out["branch"] = pipeline_to_data(step.branch)  # a dag_definition file stays a reference
+    out.update(step.extras)
+    return out
+
+
+def to_yaml(pipeline: Pipeline) -> str:
+    """Canonical magnus YAML; ``to_yaml(load_yaml(to_yaml(p))) == to_yaml(p)``."""
+    with _deep_recursion():
+        return yaml.dump({"dag": pipeline_to_data(pipeline)}, Dumper=_Dumper, sort_keys=False,
+                         allow_unicode=True, default_flow_style=False, width=100)
