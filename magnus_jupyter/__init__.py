@@ -1,0 +1,39 @@
+"""magnus pipelines in Jupyter: declare with magics, the SDK or magnus YAML; run; watch.
+
+Importing this package stays cheap: the model and YAML I/O load on first use,
+and papermill, ipywidgets and graphviz only where a run or a view needs them.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "PipelineError": "errors",
+    "ValidationError": "errors",
+    "load_yaml": "yaml_io",
+    "to_yaml": "yaml_io",
+    "validate": "validate",
+    "Task": "sdk",
+    "Stub": "sdk",
+    "Parallel": "sdk",
+    "Map": "sdk",
+    "Success": "sdk",
+    "Fail": "sdk",
+    "Pipeline": "sdk",
+    "Catalog": "sdk",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'magnus_jupyter' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
