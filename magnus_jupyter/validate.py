@@ -15,6 +15,7 @@ from .model import (
     Fail,
     Map,
     Pipeline,
+    Source,
     Step,
     Success,
     Task,
@@ -41,32 +42,39 @@ def validate(pipeline: Pipeline) -> list[Problem]:
 
 
 def _at(step: Step | None, graph: Pipeline, internal: str | None, message: str,
-        warning: bool = False) -> Problem:
+        key: str | None = None, warning: bool = False) -> Problem:
+    """A problem placed at ``key`` of the step (or of the graph, when no step), as precisely as known."""
     source = (step.source if step is not None else None) or graph.source
     return Problem(message, step=internal or None, file=source.file if source else None,
-                   line=source.line if source else None, warning=warning)
+                   line=_line(source, key), warning=warning)
+
+
+def _line(source: Source | None, key: str | None) -> int | None:
+    """The line of ``key`` when the source knows its keys' lines (YAML input), else the block's line."""
+    if source is None:
+        return None
+    line_of = getattr(source, "line_of", None)
+    return line_of(key) if key and line_of else source.line
 
 
 def _check_graph(prefix: str, graph: Pipeline) -> list[Problem]:
     what = f"branch '{prefix}'" if prefix else "the pipeline"
     out: list[Problem] = []
     if not graph.steps:
-        return [_at(None, graph, prefix, f"{what} has no steps")]
+        return [_at(None, graph, None, f"{what} has no steps", "steps")]
     for kind, word in ((Success, "success"), (Fail, "fail")):
         found = [n for n, s in graph.steps.items() if isinstance(s, kind)]
         if len(found) != 1:
             names = f" (found {len(found)}: {', '.join(found)})" if found else ""
-            out.append(_at(None, graph, prefix,
-                           f"{what} must have exactly one step of type {word}{names}"))
+            out.append(_at(None, graph, None, f"{what} must have exactly one step of type {word}{names}"))
     if graph.start_at is None:
-        out.append(_at(None, graph, prefix, f"{what} has no start_at"))
+        out.append(_at(None, graph, None, f"{what} has no start_at"))
     elif graph.start_at not in graph.steps:
-        out.append(_at(None, graph, prefix,
-                       f"start_at names {graph.start_at!r}, which is not a step of {what}"
-                       f"{_known(graph)}"))
+        out.append(_at(None, graph, None, f"start_at names {graph.start_at!r}, which is not a step of "
+                       f"{what}{_known(graph)}", "start_at"))
     elif isinstance(graph.steps[graph.start_at], Success | Fail):
         kind = graph.steps[graph.start_at].type
-        out.append(_at(None, graph, prefix, f"start_at cannot be the {kind} step"))
+        out.append(_at(None, graph, None, f"start_at of {what} cannot be the {kind} step", "start_at"))
     edges: dict[str, set[str]] = {}
     for name, step in graph.steps.items():
         internal = join_name(prefix, name)
@@ -77,9 +85,9 @@ def _check_graph(prefix: str, graph: Pipeline) -> list[Problem]:
                 continue
             if target not in graph.steps:
                 out.append(_at(step, graph, internal,
-                               f"{key} names {target!r}, which is not a step of {what}{_known(graph)}"))
+                               f"{key} names {target!r}, which is not a step of {what}{_known(graph)}", key))
             elif target == name:
-                out.append(_at(step, graph, internal, f"{key} points back at the step itself (a cycle)"))
+                out.append(_at(step, graph, internal, f"{key} points back at the step itself (a cycle)", key))
             else:
                 targets.add(target)
         edges[name] = targets
@@ -94,10 +102,10 @@ def _check_graph(prefix: str, graph: Pipeline) -> list[Problem]:
 def _check_step(internal: str, step: Step) -> list[Problem]:
     out: list[Problem] = []
 
-    def add(message: str) -> None:
+    def add(message: str, key: str | None = None) -> None:
         source = step.source
         out.append(Problem(message, step=internal, file=source.file if source else None,
-                           line=source.line if source else None))
+                           line=_line(source, key)))
 
     bad = [c for c in RESERVED_CHARACTERS if c in step.name]
     if bad:
@@ -108,25 +116,25 @@ def _check_step(internal: str, step: Step) -> list[Problem]:
     if isinstance(step, Success | Fail):
         given = [k for k in ("next", "on_failure") if getattr(step, k) is not None] + list(step.extras)
         if given:
-            add(f"a {step.type} step takes no other fields, found {', '.join(given)}")
+            add(f"a {step.type} step takes no other fields, found {', '.join(given)}", given[0])
     elif step.next is None:
         add(f"missing 'next': a {step.type} step must say which step follows it")
     if isinstance(step, Task):
         if not step.command:
             add("a task needs a 'command'")
         elif step.kind == "notebook" and not step.command.strip().endswith(".ipynb"):
-            add(f"a notebook task's command must be a .ipynb path, found {step.command!r}")
+            add(f"a notebook task's command must be a .ipynb path, found {step.command!r}", "command")
         elif step.kind == "python" and not _is_dotted(step.command):
             add(f"a python task's command must be a dotted path like 'module.function', "
-                f"found {step.command!r} (for a shell command set command_type: shell)")
+                f"found {step.command!r} (for a shell command set command_type: shell)", "command")
         if step.kind != "notebook":
             for key in ("notebook_output_path", "output_cell_tag", "optional_ploomber_args"):
                 if getattr(step, key) is not None:
-                    add(f"{key} applies only to notebook tasks")
+                    add(f"{key} applies only to notebook tasks", key)
     if isinstance(step, Map):
         for key in ("iterate_on", "iterate_as"):
             if not getattr(step, key):
-                add(f"a map step needs '{key}'")
+                add(f"a map step needs '{key}'", key)
     for name in step.branches():
         if any(c in name for c in RESERVED_CHARACTERS) and not isinstance(step, Map):
             add(f"branch name {name!r} may not contain '.' or '%'")

@@ -8,9 +8,11 @@ model always gives the same bytes, and those bytes load back to the same model.
 from __future__ import annotations
 
 import difflib
+import gc
 import os
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,26 +47,89 @@ class _Mapping(dict):
     duplicates: list[tuple[Any, int]]
 
 
+@dataclass(frozen=True)
+class YamlSource(Source):
+    """A ``Source`` that also knows the line of each key, so errors point at ``next:`` itself."""
+
+    key_lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def line_of(self, key: str) -> int | None:
+        return self.key_lines.get(key, self.line)
+
+
+class _KeyError(Exception):
+    """Raised inside the constructor; ``parse_yaml`` turns it into a located PipelineYAMLError."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message, line)
+        self.message, self.line = message, line
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAGS = ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value")
+
+
 class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
-    pass
+    """The C parser with a lean Python resolver: the stock one costs a third of loading 10k steps."""
+
+    _implicit: dict[str, tuple[tuple[str, Any], ...]] = {}
+    _wildcard: tuple[tuple[str, Any], ...] = ()
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        # Same answers as BaseResolver.resolve for a loader without path resolvers (ours has none).
+        if kind is yaml.ScalarNode:
+            if implicit[0]:
+                for tag, regexp in self._implicit.get(value[:1], self._wildcard):
+                    if regexp.match(value):
+                        return tag
+            return _STR_TAG
+        if kind is yaml.MappingNode:
+            return self.DEFAULT_MAPPING_TAG
+        return self.DEFAULT_SEQUENCE_TAG
+
+
+def _implicit_table(loader: type) -> dict[str, tuple[tuple[str, Any], ...]]:
+    """First character -> the implicit resolvers to try, wildcard ones appended, as the stock resolve does."""
+    table = loader.yaml_implicit_resolvers
+    wildcard = tuple(table.get(None, ()))
+    return {key: tuple(value) + wildcard for key, value in table.items() if key is not None}
+
+
+_Loader._implicit = _implicit_table(_Loader)
+_Loader._wildcard = tuple(_Loader.yaml_implicit_resolvers.get(None, ()))
 
 
 def _construct_mapping(loader: Any, node: yaml.MappingNode) -> _Mapping:
-    loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
+    pairs = node.value
+    for key_node, _ in pairs:
+        if key_node.tag in _MERGE_TAGS:
+            loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
+            pairs = node.value
+            break
     out = _Mapping()
     out.line = node.start_mark.line + 1
-    out.key_lines, out.duplicates = {}, []
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
+    out.key_lines = key_lines = {}
+    out.duplicates = []
+    construct = loader.construct_object
+    scalar = yaml.ScalarNode
+    for key_node, value_node in pairs:
+        # plain text is by far the commonest scalar: skip construct_object's bookkeeping for it
+        if key_node.tag == _STR_TAG and key_node.__class__ is scalar:
+            key = key_node.value
+        else:
+            key = construct(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                raise _KeyError("a mapping key must be plain text", key_node.start_mark.line + 1) from None
         line = key_node.start_mark.line + 1
-        try:
-            hash(key)
-        except TypeError:
-            raise PipelineYAMLError(f"line {line}: a mapping key must be plain text") from None
         if key in out:
             out.duplicates.append((key, line))
-        out[key] = loader.construct_object(value_node, deep=True)
-        out.key_lines[key] = line
+        if value_node.tag == _STR_TAG and value_node.__class__ is scalar:
+            out[key] = value_node.value
+        else:
+            out[key] = construct(value_node, deep=True)
+        key_lines[key] = line
     return out
 
 
@@ -72,13 +137,18 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 
 
 @contextmanager
-def _deep_recursion(limit: int = 20000) -> Any:
-    """Nesting 50 branches deep recurses further than Python's default allows."""
+def _bulk_work(limit: int = 20000) -> Any:
+    """Deep nesting recurses past Python's default limit, and the collector's passes over a
+    10,000-step tree cost more than building it (nothing here makes reference cycles)."""
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, limit))
+    was_enabled = gc.isenabled()
+    gc.disable()
     try:
         yield
     finally:
+        if was_enabled:
+            gc.enable()
         sys.setrecursionlimit(old)
 
 
@@ -86,7 +156,7 @@ def parse_yaml(text: str, file: str | None = None) -> Any:
     """YAML text -> plain data with line-tracking mappings; syntax errors located."""
     where = file or "<pipeline>"
     try:
-        with _deep_recursion():
+        with _bulk_work():
             return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -95,11 +165,14 @@ def parse_yaml(text: str, file: str | None = None) -> Any:
         raise PipelineYAMLError(f"{where}{line}: YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
         raise PipelineYAMLError(f"{where}: YAML error: {exc}") from None
-    except PipelineYAMLError as exc:
-        raise PipelineYAMLError(f"{where}: {exc}") from None
+    except _KeyError as exc:
+        raise PipelineYAMLError(f"{where}:{exc.line}: {exc.message}") from None
+    except RecursionError:
+        raise PipelineYAMLError(f"{where}: nested too deeply to read") from None
 
 
 def read_text(path: str | os.PathLike[str]) -> str:
+    """The file's text, or a one-line PipelineYAMLError saying why it cannot be read."""
     try:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -115,31 +188,50 @@ def read_text(path: str | os.PathLike[str]) -> str:
 def load_yaml(source: str | os.PathLike[str], *, validate: bool = True) -> Pipeline:
     """A magnus pipeline from YAML text or a file path; raises located errors.
 
-    A string holding a newline or a ``dag:`` key is YAML text; otherwise a path.
+    A string holding a newline is YAML text; so is one starting with ``dag:`` or
+    ``{`` unless a file of that name exists; anything else is a path.
     """
     if isinstance(source, os.PathLike) or not _looks_like_yaml(source):
         file = str(source)
         text = read_text(source)
-        base = Path(source).resolve().parent
+        path = Path(source).resolve()
+        builder = _Builder(file, path.parent, (path,))
     else:
-        file, text, base = None, source, Path.cwd()
-    builder = _Builder(file, base)
-    pipeline = builder.document(parse_yaml(text, file))
-    if builder.problems:
-        raise ValidationError(builder.problems)
-    if validate:
-        from .validate import validate as check
+        file, text = None, source
+        builder = _Builder(None, Path.cwd())
+    data = parse_yaml(text, file)
+    with _bulk_work():
+        pipeline = builder.document(data)
+        if builder.problems:
+            raise ValidationError(builder.problems)
+        if validate:
+            from .validate import validate as check
 
-        check(pipeline)
+            check(pipeline)
     return pipeline
 
 
 def _looks_like_yaml(text: str) -> bool:
-    return "\n" in text or text.lstrip().startswith(("dag", "{"))
+    if "\n" in text:
+        return True
+    if not text.lstrip().startswith(("dag:", "{")):
+        return False
+    try:
+        return not Path(text).is_file()
+    except (OSError, ValueError):  # too long or NUL bytes for a path: it is text
+        return True
+
+
+def _source(file: str | None, data: Any, line: int | None) -> YamlSource:
+    return YamlSource(file, line, getattr(data, "key_lines", None) or {})
 
 
 class _Builder:
-    """Turns parsed YAML into the model, collecting every shape problem it meets."""
+    """Turns parsed YAML into the model, collecting every shape problem it meets.
+
+    ``seen`` holds the dag_definition files being read, outermost first, so a
+    file that includes itself (directly or through others) is reported, not followed.
+    """
 
     def __init__(self, file: str | None, base: Path, seen: tuple[Path, ...] = ()) -> None:
         self.file, self.base, self.seen = file, base, seen
@@ -157,94 +249,100 @@ class _Builder:
             return Pipeline()
         for key in data:
             if key != "dag":
-                self.problem(
-                    f"unknown top-level key {key!r}; a magnus pipeline file holds one key, 'dag'",
-                    line=_line(data, key),
-                )
+                self.problem(f"unknown top-level key {key!r}{_suggest(key, ('dag',))}; "
+                             "a magnus pipeline file holds one key, 'dag'", line=_line(data, key))
+        self._report_duplicates(data, None)
         if "dag" not in data:
-            self.problem("no 'dag' key: the pipeline goes under 'dag:'", line=getattr(data, "line", 1))
+            if len(data) != 1 or not _suggest(next(iter(data)), ("dag",)):  # else the typo says it all
+                self.problem("no 'dag' key: the pipeline goes under 'dag:'", line=getattr(data, "line", 1))
             return Pipeline()
         return self.pipeline(data["dag"], "", _line(data, "dag"), "the pipeline")
 
     def pipeline(self, data: Any, prefix: str, line: int | None, what: str) -> Pipeline:
-        pipeline = Pipeline(source=Source(self.file, line))
         if not isinstance(data, dict):
-            self.problem(f"{what} must be a mapping with start_at and steps, found {_kind(data)}",
-                         step=prefix or None, line=line)
-            return pipeline
-        self._report_duplicates(data, prefix)
+            self.problem(f"{what} must be a mapping with start_at and steps, found {_kind(data)}", line=line)
+            return Pipeline(source=YamlSource(self.file, line))
+        pipeline = Pipeline(source=_source(self.file, data, line))
+        self._report_duplicates(data, None, what)
         for key, value in data.items():
-            key_line = _line(data, key)
             if key == "steps":
                 continue
+            key_line = _line(data, key)
             if key not in Pipeline.FIELDS:
                 self.problem(f"unknown field {key!r} in {what}{_suggest(key, Pipeline.FIELDS + ('steps',))}",
-                             step=prefix or None, line=key_line)
+                             line=key_line)
             elif key == "max_time":
                 if _is_int(value) and value > 0:
                     pipeline.max_time = value
                 else:
-                    self.problem(f"max_time must be a positive whole number of seconds, found {value!r}",
-                                 step=prefix or None, line=key_line)
-            elif not isinstance(value, str):
-                self.problem(f"{key} must be text, found {_kind(value)}", step=prefix or None, line=key_line)
+                    self.problem(f"max_time in {what} must be a positive whole number of seconds, "
+                                 f"found {_show(value)}", line=key_line)
+            elif not isinstance(value, str) or not value.strip():
+                self.problem(f"{key} in {what} must be non-empty text, found {_show(value)}", line=key_line)
             else:
                 setattr(pipeline, key, value)
         steps = data.get("steps")
         if steps is None:
-            self.problem(f"{what} has no steps", step=prefix or None, line=line)
+            self.problem(f"{what} has no steps", line=_line(data, "steps") or line)
         elif not isinstance(steps, dict):
-            self.problem(f"steps must be a mapping of step name to step, found {_kind(steps)}",
-                         step=prefix or None, line=_line(data, "steps"))
+            self.problem(f"steps in {what} must be a mapping of step name to step, found {_show(steps)}",
+                         line=_line(data, "steps"))
         else:
-            self._report_duplicates(steps, prefix)
+            self._report_duplicates(steps, prefix, "step name")
             for name, body in steps.items():
                 step = self.step(name, body, prefix, _line(steps, name))
                 if step is not None:
                     pipeline.steps[step.name] = step
         return pipeline
 
-    def _report_duplicates(self, data: Any, prefix: str) -> None:
+    def _report_duplicates(self, data: Any, path: str | None, what: str = "field") -> None:
+        """YAML itself lets a later key overwrite an earlier one silently; magnus users lose steps that way.
+
+        ``path`` is the step holding the fields, or (for ``what == 'step name'``) the prefix of the steps.
+        """
         for key, line in getattr(data, "duplicates", ()):
-            self.problem(f"{key!r} is given twice in the same mapping (a duplicate name)",
-                         step=prefix or None, line=line)
+            if what == "step name":
+                self.problem(f"step name {key!r} is given twice in the same pipeline; the names must differ",
+                             step=join_name(path or "", str(key)), line=line)
+            else:
+                where = f" of {what}" if what != "field" else ""
+                self.problem(f"{key!r} is given twice{where}", step=path, line=line)
 
     def step(self, name: Any, body: Any, prefix: str, line: int | None) -> Step | None:
         if not isinstance(name, str):
-            self.problem(f"a step name must be text, found {_kind(name)} {name!r}", step=prefix or None,
-                         line=line)
+            self.problem(f"a step name must be text, found {_show(name)}", line=line)
             return None
         path = join_name(prefix, name)
         if not isinstance(body, dict):
-            self.problem(f"a step must be a mapping with a 'type', found {_kind(body)}", step=path, line=line)
+            self.problem(f"a step must be a mapping with a 'type', found {_show(body)}", step=path, line=line)
             return None
         self._report_duplicates(body, path)
         kind = body.get("type")
         cls = STEP_TYPES.get(kind) if isinstance(kind, str) else None
         if cls is None:
-            where = _line(body, "type") if "type" in body else line
             if "type" not in body:
-                self.problem(f"no 'type'; one of {', '.join(STEP_TYPES)}", step=path, line=where)
+                self.problem(f"no 'type'; one of {', '.join(STEP_TYPES)}", step=path, line=line)
             else:
-                self.problem(f"unknown step type {kind!r}; one of {', '.join(STEP_TYPES)}"
-                             f"{_suggest(kind, tuple(STEP_TYPES))}", step=path, line=where)
+                self.problem(f"unknown step type {kind!r}{_suggest(kind, tuple(STEP_TYPES))}; "
+                             f"one of {', '.join(STEP_TYPES)}", step=path, line=_line(body, "type"))
             return None
-        step = cls(name=name, source=Source(self.file, line))
-        allowed = set(cls.FIELDS) | {"type"} | _BRANCH_FIELDS.get(cls.type, set())
+        step = cls(name=name, source=_source(self.file, body, line))
+        branch_fields = _BRANCH_FIELDS.get(cls.type, ())
+        allowed = set(cls.FIELDS) | {"type"} | set(branch_fields)
         for key, value in body.items():
-            if key == "type":
+            if key == "type" or key in branch_fields:
                 continue
             key_line = _line(body, key)
-            if key not in allowed:
-                if cls is Stub and isinstance(key, str):
-                    step.extras[key] = value  # magnus lets a stub carry anything
-                else:
-                    self.problem(f"unknown field {key!r} for a {cls.type} step"
-                                 f"{_suggest(key, tuple(sorted(allowed)))}", step=path, line=key_line)
-                continue
-            if key in _BRANCH_FIELDS.get(cls.type, ()):
-                continue
-            self._field(step, key, value, path, key_line)
+            if key in allowed:
+                self._field(step, key, value, path, key_line)
+            elif not cls.TRAVERSAL:
+                self.problem(f"a {cls.type} step takes no other fields, found {key!r}", step=path,
+                             line=key_line)
+            elif cls is Stub and isinstance(key, str):
+                step.extras[key] = value  # magnus lets a stub carry anything
+            else:
+                self.problem(f"unknown field {key!r} for a {cls.type} step"
+                             f"{_suggest(key, tuple(sorted(allowed)))}", step=path, line=key_line)
         if isinstance(step, Parallel):
             self._parallel_branches(step, body, path, line)
         elif isinstance(step, Map):
@@ -252,7 +350,9 @@ class _Builder:
         elif isinstance(step, Dag):
             self._dag_branch(step, body, path, line)
         if step.TRAVERSAL and "next" not in body:
-            self.problem(f"missing 'next': a {cls.type} step must say which step follows it", step=path,
+            typo = next((k for k in body if isinstance(k, str) and _suggest(k, ("next",))), None)
+            hint = f" ({typo!r} looks like a typo for it)" if typo else ""
+            self.problem(f"missing 'next': a {cls.type} step must say which step follows it{hint}", step=path,
                          line=line)
         return step
 
@@ -271,7 +371,7 @@ class _Builder:
         if not isinstance(branches, dict) or not branches:
             return self.problem(f"branches must be a mapping of branch name to pipeline, found "
                                 f"{_show(branches)}", step=path, line=_line(body, "branches"))
-        self._report_duplicates(branches, path)
+        self._report_duplicates(branches, path, "branch name")
         for name, data in branches.items():
             if not isinstance(name, str):
                 self.problem(f"a branch name must be text, found {_show(name)}", step=path,
@@ -289,7 +389,7 @@ class _Builder:
             return self.problem("a map step needs a 'branch' pipeline", step=path, line=line)
         branch_path = join_name(path, map_placeholder(step.iterate_as))
         step.branch = self.pipeline(body["branch"], branch_path, _line(body, "branch"),
-                                    f"branch of map '{path}'")
+                                    f"branch '{branch_path}'")
 
     def _dag_branch(self, step: Dag, body: dict, path: str, line: int | None) -> None:
         branch_path = join_name(path, DAG_BRANCH_NAME)
@@ -297,33 +397,42 @@ class _Builder:
             return self.problem("give either 'branch' or 'dag_definition', not both", step=path, line=line)
         if "branch" in body:
             step.branch = self.pipeline(body["branch"], branch_path, _line(body, "branch"),
-                                        f"branch of dag '{path}'")
+                                        f"branch '{branch_path}'")
         elif step.dag_definition is None:
-            self.problem("a dag step needs 'dag_definition' (a YAML file) or an inline 'branch'",
-                         step=path, line=line)
+            if "dag_definition" not in body:  # else _field has said what is wrong with it
+                self.problem("a dag step needs 'dag_definition' (a YAML file) or an inline 'branch'",
+                             step=path, line=line)
         else:
-            step.branch = self._dag_file(step.dag_definition, branch_path, path, line)
+            step.branch = self._dag_file(step.dag_definition, branch_path, path,
+                                         _line(body, "dag_definition") or line)
 
     def _dag_file(self, ref: str, branch_path: str, path: str, line: int | None) -> Pipeline | None:
+        """Read a dag_definition file (relative to the file naming it) as the step's one branch."""
         target = (self.base / ref).resolve()
         if target in self.seen:
-            self.problem(f"dag_definition {ref!r} includes itself", step=path, line=line)
+            chain = " -> ".join(p.name for p in self.seen[self.seen.index(target):] + (target,))
+            self.problem(f"dag_definition {ref!r} includes itself ({chain})", step=path, line=line)
             return None
+        label = ref if self.file is None else str(Path(self.file).parent / ref)
         try:
-            data = parse_yaml(read_text(target), ref)
+            data = parse_yaml(read_text(target), label)
         except PipelineYAMLError as exc:
-            self.problem(f"dag_definition: {exc}", step=path, line=line)
+            self.problem(f"dag_definition {ref!r} cannot be used: {exc}", step=path, line=line)
             return None
-        inner = _Builder(ref, target.parent, self.seen + (target,))
         if not isinstance(data, dict) or "dag" not in data:
             self.problem(f"dag_definition {ref!r} has no 'dag' mapping", step=path, line=line)
             return None
-        branch = inner.pipeline(data["dag"], branch_path, _line(data, "dag"), f"the dag in {ref}")
+        inner = _Builder(label, target.parent, self.seen + (target,))
+        branch = inner.pipeline(data["dag"], branch_path, _line(data, "dag"), f"branch '{branch_path}'")
         self.problems.extend(inner.problems)
         return branch
 
 
-_BRANCH_FIELDS: dict[str, set[str]] = {"parallel": {"branches"}, "map": {"branch"}, "dag": {"branch"}}
+_BRANCH_FIELDS: dict[str, tuple[str, ...]] = {
+    "parallel": ("branches",),
+    "map": ("branch",),
+    "dag": ("branch",),
+}
 
 
 def _text(value: Any) -> str | None:
@@ -442,6 +551,6 @@ def step_to_data(step: Step) -> dict[str, Any]:
 
 def to_yaml(pipeline: Pipeline) -> str:
     """Canonical magnus YAML; ``to_yaml(load_yaml(to_yaml(p))) == to_yaml(p)``."""
-    with _deep_recursion():
+    with _bulk_work():
         return yaml.dump({"dag": pipeline_to_data(pipeline)}, Dumper=_Dumper, sort_keys=False,
                          allow_unicode=True, default_flow_style=False, width=100)
