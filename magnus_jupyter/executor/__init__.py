@@ -1,0 +1,42 @@
+"""Running pipelines: the engine, its task slots, run log, catalog and events.
+
+Names load on first use, so ``import magnus_jupyter.executor`` costs nothing
+until a run needs the engine (and the pool's multiprocessing / papermill only
+when a run has a task).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "run_pipeline": "engine",
+    "RunResult": "engine",
+    "TaskSpec": "task",
+    "TaskResult": "task",
+    "TaskSlots": "slots",
+    "EventBus": "events",
+    "Event": "events",
+    "RunStarted": "events",
+    "StepStarted": "events",
+    "BranchStarted": "events",
+    "CellExecuted": "events",
+    "AttemptFinished": "events",
+    "StepFinished": "events",
+    "BranchFinished": "events",
+    "RunWarning": "events",
+    "RunFinished": "events",
+    "initial_parameters": "params",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,103 @@
+"""The run's file catalog, ``.catalog/<run_id>/``, as magnus' file-system catalog keeps it.
+
+``put`` copies files matching a glob from the run folder into the catalog,
+``get`` copies them back out; each copied file becomes a ``DataCatalog`` entry
+(name, sha256, paths, stage) in the step's log. Executed notebooks and task
+logs land here too. Paths stay relative to the run folder, as in magnus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .runlog import CATALOG_FOLDER
+
+
+class CatalogError(Exception):
+    """A get or put matched nothing, or a file could not be copied; the step fails with this message."""
+
+
+def data_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 16), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _entry(name: str, relative: str, location: str, digest: str, stage: str) -> dict[str, Any]:
+    return {"name": name, "data_hash": digest, "catalog_relative_path": relative,
+            "catalog_handler_location": location, "stage": stage}
+
+
+class Catalog:
+    """One run's catalog folder; ``cwd`` is the compute data folder (magnus' default ``.``)."""
+
+    def __init__(self, cwd: str | os.PathLike[str], run_id: str) -> None:
+        self.cwd = Path(cwd)
+        self.run_id = run_id
+        self.location = CATALOG_FOLDER
+        self.folder = self.cwd / CATALOG_FOLDER / run_id
+
+    def ensure(self) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self.folder
+
+    def get(self, pattern: str) -> list[dict[str, Any]]:
+        """Copy catalog files matching ``pattern`` into the run folder."""
+        if not self.folder.is_dir():
+            raise CatalogError(f"catalog get {pattern!r}: nothing has been put in the catalog "
+                               f"{self.folder} yet")
+        entries = []
+        for file in sorted(self.folder.glob(pattern)):
+            if file.is_dir() or file.name.endswith(".execution.log"):
+                continue
+            relative = file.relative_to(self.folder)
+            target = self.cwd / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(file, target)
+            entries.append(_entry(str(relative), str(relative), self.location, data_hash(file), "get"))
+        if not entries:
+            raise CatalogError(f"catalog get {pattern!r}: no file matches in {self.folder}")
+        return entries
+
+    def put(self, pattern: str, synced: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Copy run-folder files matching ``pattern`` into the catalog; unchanged gets are not re-copied."""
+        self.ensure()
+        same = {(e["catalog_relative_path"], e["data_hash"]) for e in synced or ()}
+        entries = []
+        for file in sorted(self.cwd.glob(pattern)):
+            if file.is_dir():
+                continue
+            relative = file.relative_to(self.cwd)
+            if relative.parts and relative.parts[0] in (CATALOG_FOLDER, ".run_log_store"):
+                continue
+            digest = data_hash(file)
+            entries.append(_entry(str(relative), f"{self.run_id}{os.sep}{relative}", self.location,
+                                  digest, "put"))
+            if (str(relative), digest) in same:
+                continue  # got from the catalog and unchanged
+            target = self.folder / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(file, target)
+        if not entries:
+            raise CatalogError(f"catalog put {pattern!r}: no file matches in {self.cwd}")
+        return entries
+
+    def record(self, path: str | os.PathLike[str], stage: str = "put") -> dict[str, Any] | None:
+        """A file the task wrote (executed notebook, log) as a catalog entry; copied in if outside."""
+        file = Path(path)
+        if not file.is_file():
+            return None
+        self.ensure()
+        try:
+            relative = file.resolve().relative_to(self.folder.resolve())
+        except ValueError:
+            relative = Path(file.name)
+            shutil.copy(file, self.folder / relative)
+        relative_path = f"{self.run_id}{os.sep}{relative}"
+        return _entry(str(relative), relative_path, self.location, data_hash(file), stage)

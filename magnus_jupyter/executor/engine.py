@@ -1,0 +1,457 @@
+"""Traversal: runs a pipeline exactly as magnus 0.5 walks it, with branches at the same time.
+
+A graph is walked from ``start_at`` along ``next``; a failed step goes to its
+``on_failure`` step, else to the graph's ``fail`` step; the ``success`` or
+``fail`` step ends the graph and sets its branch's (or the run's) status. A
+parallel, map or dag step runs each branch in a thread of this process (the
+first in the caller's own thread) and succeeds only when every branch reached
+its ``success`` step. Only leaf tasks go to the bounded pool of task slots, so
+a composite waiting for its branches holds no slot and nesting cannot
+deadlock; stubs and terminal steps never leave this process.
+
+The engine knows no widget and no terminal: it publishes events (events.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import CancelledError
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ExecutionError
+from ..model import Dag, Fail, Map, Parallel, Pipeline, Step, Stub, Success, Task, join_name
+from . import events as ev
+from .catalog import Catalog, CatalogError
+from .params import ParameterStore, WriteLog, changed
+from .runlog import RunLogStore, attempt_log, branch_log, flatten, now, step_log
+from .task import FAIL, SUCCESS, TaskResult, TaskSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What a finished run leaves: its id, status, parameters and where its files are."""
+
+    run_id: str
+    status: str
+    parameters: dict[str, Any]
+    run_log_path: Path
+    catalog_path: Path
+    warnings: list[str] = field(default_factory=list)
+    run_log: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == SUCCESS
+
+    def steps(self) -> dict[str, str]:
+        """Every step and branch by internal name -> status."""
+        return flatten(self.run_log)
+
+
+class _Scope:
+    """One running branch: cancelled together (fail_fast), and where its parameter writes are noted."""
+
+    __slots__ = ("parent", "writers", "map_variable", "children", "running", "cancelled", "reason")
+
+    def __init__(self, parent: _Scope | None, writers: tuple[tuple[WriteLog, str], ...],
+                 map_variable: dict[str, Any]) -> None:
+        self.parent = parent
+        self.writers = writers
+        self.map_variable = map_variable
+        self.children: list[_Scope] = []
+        self.running: set[str] = set()
+        self.cancelled = parent.cancelled if parent else False
+        self.reason = parent.reason if parent else ""
+
+
+def _safe(name: str) -> str:
+    return name.replace(" ", "_").replace(os.sep, "_")
+
+
+class _Engine:
+    def __init__(self, pipeline: Pipeline, store: RunLogStore, catalog: Catalog, params: ParameterStore,
+                 bus: ev.EventBus, cwd: Path, workers: int, slots: Any, warm_kernels: bool) -> None:
+        self.pipeline = pipeline
+        self.store = store
+        self.catalog = catalog
+        self.params = params
+        self.bus = bus
+        self.cwd = cwd
+        self.workers = workers
+        self._slots = slots
+        self.owns_slots = False
+        self.warm_kernels = warm_kernels
+        self._lock = threading.Lock()
+
+    # ---- the pool, created on the first task so stub pipelines start no process ----
+
+    def slots(self) -> Any:
+        with self._lock:
+            if self._slots is None:
+                from .slots import TaskSlots
+
+                notebooks = any(isinstance(s, Task) and s.kind == "notebook"
+                                for _, s, _ in self.pipeline.walk())
+                self._slots = TaskSlots(self.workers, on_progress=self._on_progress,
+                                        warm_kernels=self.warm_kernels and notebooks)
+                self.owns_slots = True
+            return self._slots
+
+    def close(self) -> None:
+        if self.owns_slots and self._slots is not None:
+            self._slots.close()
+
+    def _on_progress(self, internal_name: str, done: int, total: int) -> None:
+        self.bus.publish(ev.CellExecuted(internal_name, done, total))
+
+    # ---- run log helpers ----
+
+    def _update(self, target: dict[str, Any], **values: Any) -> None:
+        with self.store.lock:
+            target.update(values)
+        self.store.touch()
+
+    def warn(self, message: str) -> None:
+        with self.store.lock:
+            self.store.data["warnings"].append(message)
+        self.store.touch()
+        log.info(message)  # subscribers show it; a logging handler of last resort would repeat it
+        self.bus.publish(ev.RunWarning(message))
+
+    # ---- traversal ----
+
+    def run(self) -> str:
+        root = _Scope(None, (), {})
+        return self.graph(self.pipeline, "", self.store.data["steps"], root, self.store.data)
+
+    def graph(self, graph: Pipeline, prefix: str, container: dict[str, Any], scope: _Scope,
+              owner: dict[str, Any]) -> str:
+        """Walk one graph; its success/fail step sets ``owner`` (a branch log or the run log)."""
+        current = graph.start_at
+        fail_step = graph.terminal(Fail)
+        while True:
+            if scope.cancelled:
+                self._update(owner, status=FAIL)
+                return FAIL
+            step = graph.steps.get(current or "")
+            if step is None:
+                raise ExecutionError(f"{prefix or 'the pipeline'}: no step named {current!r} to go to")
+            status = self.step(step, join_name(prefix, step.name), container, scope, owner)
+            if isinstance(step, Success | Fail):
+                break
+            if status == SUCCESS:
+                current = step.next
+            else:
+                current = step.on_failure or (fail_step.name if fail_step else None)
+        return str(owner["status"])
+
+    def step(self, step: Step, internal: str, container: dict[str, Any], scope: _Scope,
+             owner: dict[str, Any]) -> str:
+        entry = step_log(step.name, internal, step.type)
+        with self.store.lock:
+            container[internal] = entry
+        self.store.touch()
+        self.bus.publish(ev.StepStarted(internal, step.name, step.type))
+        message = ""
+        if isinstance(step, Task):
+            status, message = self.task(step, internal, entry, scope)
+        elif isinstance(step, Parallel | Map | Dag):
+            status, message = self.composite(step, internal, entry, scope)
+        else:
+            status = SUCCESS
+            start = now()
+            if isinstance(step, Stub) and step.catalog:
+                status, message = self._sync(step.catalog, entry, "get", None)
+                if status == SUCCESS:
+                    status, message = self._sync(step.catalog, entry, "put", None)
+            if isinstance(step, Success | Fail):  # magnus: the terminal step itself always succeeds
+                self._update(owner, status=SUCCESS if isinstance(step, Success) else FAIL)
+            with self.store.lock:
+                entry["attempts"].append(attempt_log(1, start, now(), status, message))
+        self._update(entry, status=status, message=message)
+        self.bus.publish(ev.StepFinished(internal, step.name, step.type, status, message))
+        return status
+
+    # ---- leaf tasks ----
+
+    def _sync(self, catalog: dict[str, list[str]], entry: dict[str, Any], stage: str,
+              synced: list[dict[str, Any]] | None) -> tuple[str, str]:
+        found: list[dict[str, Any]] = []
+        try:
+            for pattern in catalog.get(stage) or []:
+                if stage == "get":
+                    found.extend(self.catalog.get(pattern))
+                else:
+                    found.extend(self.catalog.put(pattern, synced))
+        except (CatalogError, OSError) as exc:
+            return FAIL, str(exc)
+        finally:
+            if found:
+                with self.store.lock:
+                    entry["data_catalog"].extend(found)
+        return SUCCESS, ""
+
+    def _paths(self, step: Task, internal: str, scope: _Scope, attempt: int) -> tuple[str, str | None]:
+        folder = self.catalog.ensure()
+        suffix = f".attempt{attempt}" if attempt > 1 else ""
+        log_path = folder / f"{_safe(internal)}{suffix}.execution.log"
+        if step.kind != "notebook":
+            return str(log_path), None
+        if step.notebook_output_path:
+            out = self.cwd / step.notebook_output_path
+            if scope.map_variable:
+                values = "_".join(str(v) for v in scope.map_variable.values())
+                out = out.with_name(f"{out.stem}_{values}{out.suffix or '.ipynb'}")
+        else:
+            out = folder / f"{_safe(internal)}_out.ipynb"  # map values are part of the internal name
+        return str(log_path), str(out)
+
+    def task(self, step: Task, internal: str, entry: dict[str, Any], scope: _Scope) -> tuple[str, str]:
+        catalog = step.catalog or {}
+        status, message = self._sync(catalog, entry, "get", None)
+        if status == FAIL:
+            stamp = now()
+            with self.store.lock:
+                entry["attempts"].append(attempt_log(1, stamp, stamp, FAIL, message))
+            return FAIL, message
+        synced = list(entry["data_catalog"])
+        for number in range(1, (step.max_attempts or 1) + 1):
+            if scope.cancelled:
+                return FAIL, scope.reason
+            given = {**self.params.snapshot(), **scope.map_variable}
+            log_path, notebook = self._paths(step, internal, scope, number)
+            spec = TaskSpec(
+                internal_name=internal, kind=step.kind, command=step.command, cwd=str(self.cwd),
+                parameters=given, map_variable=dict(scope.map_variable), notebook_output_path=notebook,
+                output_cell_tag=step.output_cell_tag or "magnus_output", returns=list(step.returns or []),
+                timeout=step.timeout, log_path=log_path, attempt=number,
+                env={"MAGNUS_RUN_ID": self.store.run_id},
+            )
+            start = now()
+            result = self._submit(spec, scope)
+            if scope.cancelled and result.status != SUCCESS:
+                result.message = f"cancelled: {scope.reason}"
+            record = attempt_log(number, result.start_time or start, result.end_time or now(), result.status,
+                                 result.message, given)
+            with self.store.lock:
+                entry["attempts"].append(record)
+            self.store.touch()
+            self.bus.publish(ev.AttemptFinished(internal, number, result.status, result.message))
+            self._record_outputs(entry, result, log_path)
+            if result.status == SUCCESS:
+                status, message = self._sync(catalog, entry, "put", synced)
+                if status == FAIL:
+                    return FAIL, message
+                self._merge(changed(given, result.parameters or {}), scope)
+                return SUCCESS, ""
+            message = result.message or "the task failed"
+        return FAIL, message
+
+    def _record_outputs(self, entry: dict[str, Any], result: TaskResult, log_path: str) -> None:
+        found = []
+        for path in (result.output_notebook, result.log_path or log_path):
+            if path:
+                try:
+                    item = self.catalog.record(path)
+                except OSError:
+                    item = None
+                if item:
+                    found.append(item)
+        if found:
+            with self.store.lock:
+                entry["data_catalog"].extend(found)
+
+    def _merge(self, updates: dict[str, Any], scope: _Scope) -> None:
+        if not updates:
+            return
+        self.params.merge(updates, scope.writers)
+        with self.store.lock:
+            self.store.data["parameters"] = self.params.snapshot()
+        self.store.touch()
+
+    def _submit(self, spec: TaskSpec, scope: _Scope) -> TaskResult:
+        slots = self.slots()
+        with self._lock:
+            if scope.cancelled:
+                return TaskResult(FAIL, f"cancelled: {scope.reason}")
+            scope.running.add(spec.internal_name)
+        try:
+            future = slots.submit(spec)
+            return future.result()
+        except CancelledError:
+            return TaskResult(FAIL, f"cancelled: {scope.reason or 'the task was cancelled'}")
+        except Exception as exc:  # the pool promises not to raise for task failures; be safe anyway
+            log.exception("task slot failed for %s", spec.internal_name)
+            return TaskResult(FAIL, f"could not run the task: {type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                scope.running.discard(spec.internal_name)
+
+    # ---- composite steps ----
+
+    def _map_values(self, step: Map) -> tuple[list[Any] | None, str]:
+        if step.iterate_on not in self.params:
+            return None, (f"map: parameter {step.iterate_on!r} (iterate_on) is not set; set it with -p, "
+                          "--param or from an earlier task")
+        values = self.params.get(step.iterate_on)
+        if not isinstance(values, list):
+            shown = repr(values)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            return None, (f"map: iterate_on parameter {step.iterate_on!r} must be a list, found "
+                          f"{type(values).__name__} {shown}")
+        counts = Counter(str(v) for v in values)
+        duplicates = sorted(n for n, c in counts.items() if c > 1)
+        if duplicates:
+            return None, (f"map: iterate_on parameter {step.iterate_on!r} holds the same value more than "
+                          f"once ({', '.join(duplicates)}); map branches are named by value")
+        return values, ""
+
+    def composite(self, step: Step, internal: str, entry: dict[str, Any], scope: _Scope) -> tuple[str, str]:
+        branches: list[tuple[str, Pipeline, dict[str, Any]]] = []
+        if isinstance(step, Map):
+            values, message = self._map_values(step)
+            if values is None:
+                return FAIL, message
+            assert step.branch is not None
+            for value in values:
+                branches.append((f"{internal}.{value}", step.branch,
+                                 {**scope.map_variable, step.iterate_as: value}))
+        else:
+            for name, pipeline in step.branches().items():
+                branches.append((join_name(internal, name), pipeline, scope.map_variable))
+        fail_fast = getattr(step, "failure_policy", None) == "fail_fast"
+        writes = WriteLog(internal)
+        logs: list[dict[str, Any]] = []
+        children: list[_Scope] = []
+        with self.store.lock:
+            for name, _, _ in branches:
+                logs.append(branch_log(name))
+                entry["branches"][name] = logs[-1]
+        self.store.touch()
+        with self._lock:
+            for name, _, map_variable in branches:
+                child = _Scope(scope, scope.writers + ((writes, name),), map_variable)
+                scope.children.append(child)
+                children.append(child)
+
+        def run_branch(i: int) -> None:
+            name, pipeline, _ = branches[i]
+            self.bus.publish(ev.BranchStarted(name))
+            try:
+                status = self.graph(pipeline, name, logs[i]["steps"], children[i], logs[i])
+            except Exception as exc:  # an engine bug in one branch must not hang its siblings
+                log.exception("branch %s crashed", name)
+                self.warn(f"branch '{name}' stopped on an internal error: {type(exc).__name__}: {exc}")
+                self._update(logs[i], status=FAIL)
+                status = FAIL
+            self.bus.publish(ev.BranchFinished(name, status))
+            if status != SUCCESS and fail_fast:
+                self.cancel([c for j, c in enumerate(children) if j != i],
+                            f"branch '{name}' failed (failure_policy: fail_fast)")
+
+        threads = [threading.Thread(target=run_branch, args=(i,), name=f"branch {branches[i][0]}",
+                                    daemon=True) for i in range(1, len(branches))]
+        for thread in threads:
+            thread.start()
+        if branches:
+            run_branch(0)
+        for thread in threads:
+            thread.join()
+        with self._lock:
+            for child in children:
+                scope.children.remove(child)
+        for name, writers in writes.conflicts():
+            self.warn(f"parameter '{name}' was written by parallel branches "
+                      f"{', '.join(repr(w) for w in writers)} of '{internal}'; the last to finish "
+                      f"({writers[-1]!r}) wins")
+        failed = [b["internal_name"] for b in logs if b["status"] != SUCCESS]
+        if failed:
+            shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
+            return FAIL, f"branch{'es' if len(failed) > 1 else ''} failed: {shown}"
+        return SUCCESS, ""
+
+    def cancel(self, scopes: Iterable[_Scope], reason: str) -> None:
+        """Cancel branches and everything under them; their running tasks are stopped in the pool."""
+        names: list[str] = []
+        with self._lock:
+            stack = list(scopes)
+            while stack:
+                scope = stack.pop()
+                if not scope.cancelled:
+                    scope.cancelled, scope.reason = True, reason
+                names.extend(scope.running)
+                stack.extend(scope.children)
+            slots = self._slots
+        if slots is not None:
+            for name in names:
+                try:
+                    slots.cancel(name)
+                except Exception:
+                    log.exception("could not cancel %s", name)
+
+
+def run_pipeline(
+    pipeline: Pipeline,
+    *,
+    parameters: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    workers: int | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    subscribers: Iterable[ev.Subscriber] = (),
+    slots: Any = None,
+    warm_kernels: bool = True,
+    validate: bool = True,
+    write_interval: float = 0.1,
+) -> RunResult:
+    """Run ``pipeline`` to its end in ``cwd`` and return its result; a failed pipeline is not an error.
+
+    ``slots``: an open ``TaskSlots`` (or anything with ``submit``/``cancel``) to
+    share across runs; by default a pool of ``workers`` slots (CPU count) is
+    started on the first task and closed at the end. Raises a ``PipelineError``
+    for bad input (invalid pipeline, run id taken), never for a failing step.
+    """
+    if validate:
+        from ..validate import validate as check
+
+        check(pipeline)
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    if workers < 1:
+        raise ExecutionError(f"--workers must be at least 1, found {workers}")
+    folder = Path(cwd if cwd is not None else os.getcwd()).resolve()
+    if not folder.is_dir():
+        raise ExecutionError(f"{folder}: the run folder does not exist")
+    params = ParameterStore(parameters or {})
+    run_config = {"executor": {"type": "magnus-jupyter-local", "workers": workers},
+                  "pipeline": pipeline.name or ""}
+    store = RunLogStore.create(folder, run_id, params.snapshot(), run_config, interval=write_interval)
+    catalog = Catalog(folder, store.run_id)
+    catalog.ensure()
+    bus = ev.EventBus(subscribers)
+    engine = _Engine(pipeline, store, catalog, params, bus, folder, workers, slots, warm_kernels)
+    bus.publish(ev.RunStarted(store.run_id, str(store.path), str(catalog.folder), params.snapshot(), workers))
+    store.start()
+    try:
+        engine.run()
+    finally:
+        try:
+            engine.close()
+        finally:
+            with store.lock:
+                if store.data["status"] not in (SUCCESS, FAIL):
+                    store.data["status"] = FAIL  # interrupted, or the graph never reached an end step
+                store.data["parameters"] = params.snapshot()
+            store.close()
+    data = store.data
+    result = RunResult(store.run_id, data["status"], params.snapshot(), store.path, catalog.folder,
+                       list(data["warnings"]), data)
+    bus.publish(ev.RunFinished(result.run_id, result.status, result.parameters, str(result.run_log_path),
+                               str(result.catalog_path), tuple(result.warnings)))
+    return result

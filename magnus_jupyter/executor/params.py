@@ -1,0 +1,148 @@
+"""The run's parameters: where they start (file, environment, ``--param``) and how updates merge.
+
+magnus 0.5 keeps one mapping per run; every task sees the current values and
+a successful task's updates are merged back. Between parallel branches the
+last to finish wins; ``ParameterStore`` notes who wrote what so the engine can
+warn about it, naming the parameter and the branches.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import ParameterError, PipelineYAMLError
+
+PARAMETER_PREFIX = "MAGNUS_PRM_"
+
+
+def load_parameters_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A YAML mapping of initial parameters (``-p FILE``); anything else is a located error."""
+    from ..yaml_io import parse_yaml, read_text
+
+    try:
+        data = parse_yaml(read_text(path), str(path))
+    except PipelineYAMLError as exc:
+        raise ParameterError(f"parameters file {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        kind = type(data).__name__ if not isinstance(data, list) else "a list"
+        raise ParameterError(f"{path}:1: a parameters file must be a mapping of name: value, found {kind}")
+    for key in data:
+        if not isinstance(key, str) or not key:
+            line = getattr(data, "key_lines", {}).get(key)
+            where = f"{path}:{line}" if line else str(path)
+            raise ParameterError(f"{where}: parameter names must be text, found {key!r}")
+    return _plain(data)
+
+
+def _plain(value: Any) -> Any:
+    """The YAML loader's line-tracking mappings as ordinary dicts (they go to JSON and pickles)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``--param k=v``: v is JSON if it parses (``3``, ``[1,2]``, ``true``), else the raw text."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ParameterError(f"--param {text!r}: expected NAME=VALUE (VALUE as JSON, or plain text)")
+    return key, decode_value(raw)
+
+
+def decode_value(raw: str) -> Any:
+    """magnus' rule for parameter text: JSON-decoded, the raw string as fallback."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def environment_parameters(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``MAGNUS_PRM_<name>`` variables set when the run starts, as magnus reads them (lower-cased keys)."""
+    environ = os.environ if environ is None else environ
+    return {k[len(PARAMETER_PREFIX):].lower(): decode_value(v) for k, v in environ.items()
+            if k.startswith(PARAMETER_PREFIX) and len(k) > len(PARAMETER_PREFIX)}
+
+
+def initial_parameters(file: str | os.PathLike[str] | None = None, params: Iterable[str] = (),
+                       environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The run's starting mapping: the file, then ``MAGNUS_PRM_`` variables, then ``--param`` (last wins)."""
+    out: dict[str, Any] = {}
+    if file is not None:
+        if not Path(file).exists():
+            raise ParameterError(f"{file}: no such parameters file")
+        out.update(load_parameters_file(file))
+    out.update(environment_parameters(environ))
+    for text in params:
+        key, value = parse_param(text)
+        out[key] = value
+    return out
+
+
+def changed(seen: Mapping[str, Any], returned: Mapping[str, Any]) -> dict[str, Any]:
+    """The updates a task really made: new names, or values that differ from what it was given.
+
+    A shell task hands back every ``MAGNUS_PRM_`` variable, including those it
+    only received; counting those as writes would make every parallel branch
+    "write" every parameter.
+    """
+    missing = object()
+    return {k: v for k, v in returned.items() if seen.get(k, missing) != v}
+
+
+class WriteLog:
+    """Which branches of one parallel/map step wrote which parameters, in merge order."""
+
+    def __init__(self, step: str) -> None:
+        self.step = step
+        self.writes: dict[str, list[str]] = {}
+
+    def conflicts(self) -> list[tuple[str, list[str]]]:
+        """(parameter, branches in the order they wrote it) where two or more branches wrote it."""
+        out = []
+        for name, writers in self.writes.items():
+            distinct = list(dict.fromkeys(writers))
+            if len(distinct) > 1:
+                out.append((name, distinct))
+        return out
+
+
+class ParameterStore:
+    """The run's one mapping, shared by every branch thread."""
+
+    def __init__(self, initial: Mapping[str, Any] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, Any] = copy.deepcopy(dict(initial or {}))
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return copy.deepcopy(self._values)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        with self._lock:
+            return copy.deepcopy(self._values.get(name, default))
+
+    def __contains__(self, name: str) -> bool:
+        with self._lock:
+            return name in self._values
+
+    def merge(self, updates: Mapping[str, Any], writers: Iterable[tuple[WriteLog, str]] = ()) -> None:
+        """Apply a successful task's updates; note them in each enclosing fan-out's write log."""
+        if not updates:
+            return
+        with self._lock:
+            self._values.update(copy.deepcopy(dict(updates)))
+            for log, branch in writers:
+                for name in updates:
+                    log.writes.setdefault(name, []).append(branch)

@@ -1,0 +1,228 @@
+"""The magnus 0.5 run log: its structure, run ids, and coalesced atomic writes.
+
+``.run_log_store/<run_id>.json`` has the fields of magnus' ``RunLog`` /
+``StepLog`` / ``BranchLog`` / ``StepAttempt`` (datastore.py), so tools that
+read magnus run logs read ours. Steps and branches are keyed by internal name
+at every depth, as magnus keys them.
+
+Writes are atomic (a temp file in the same folder, then ``os.replace``) so a
+reader never sees a torn file, and coalesced: the engine marks the log dirty,
+a writer thread writes the latest state at most every ``interval`` seconds,
+and ``close`` writes the final state. A 1,000-step run writes a handful of
+files, not a thousand growing ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import tempfile
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import ExecutionError
+
+RUN_LOG_FOLDER = ".run_log_store"
+CATALOG_FOLDER = ".catalog"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: mkstemp makes 0600 files; the log should be as readable as any other
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
+
+
+def now() -> str:
+    """A timestamp as magnus writes them (``str(datetime.now())``)."""
+    return str(datetime.now())
+
+
+def duration(start: str, end: str) -> str:
+    """``end - start`` as magnus shows it (``0:00:01.234567``); empty if either is missing."""
+    try:
+        return str(datetime.fromisoformat(end) - datetime.fromisoformat(start))
+    except (TypeError, ValueError):
+        return ""
+
+
+def new_run_id() -> str:
+    """Sortable and unique enough to never collide: a timestamp plus random hex."""
+    return datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def check_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id) or ".." in run_id:
+        raise ExecutionError(f"run id {run_id!r}: use letters, digits, '_', '-' and '.', starting with a "
+                             "letter or digit (it names a file and a folder)")
+    return run_id
+
+
+def run_log_path(cwd: str | os.PathLike[str], run_id: str) -> Path:
+    return Path(cwd) / RUN_LOG_FOLDER / f"{run_id}.json"
+
+
+def step_log(name: str, internal_name: str, step_type: str) -> dict[str, Any]:
+    """A new magnus ``StepLog``, PROCESSING."""
+    return {
+        "name": name,
+        "internal_name": internal_name,
+        "status": "PROCESSING",
+        "step_type": step_type,
+        "message": "",
+        "mock": False,
+        "code_identities": [],
+        "attempts": [],
+        "user_defined_metrics": {},
+        "branches": {},
+        "data_catalog": [],
+    }
+
+
+def branch_log(internal_name: str) -> dict[str, Any]:
+    """A new magnus ``BranchLog``, PROCESSING."""
+    return {"internal_name": internal_name, "status": "PROCESSING", "steps": {}}
+
+
+def attempt_log(number: int, start: str, end: str, status: str, message: str = "",
+                parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A magnus ``StepAttempt``; ``parameters`` are those the attempt was given."""
+    return {
+        "attempt_number": number,
+        "start_time": start,
+        "end_time": end,
+        "duration": duration(start, end),
+        "status": status,
+        "message": message,
+        "parameters": parameters or {},
+    }
+
+
+def flatten(run_log: dict[str, Any]) -> dict[str, str]:
+    """Every step and branch at any depth, by internal name -> status (the compat corpus' view)."""
+    out: dict[str, str] = {}
+    stack = [run_log.get("steps", {})]
+    while stack:
+        for key, step in stack.pop().items():
+            out[step.get("internal_name", key)] = step["status"]
+            for branch_key, branch in step.get("branches", {}).items():
+                out[branch.get("internal_name", branch_key)] = branch["status"]
+                stack.append(branch.get("steps", {}))
+    return out
+
+
+def iter_steps(run_log: dict[str, Any], branches: bool = False) -> Iterator[dict[str, Any]]:
+    """Every step log at any depth, parents before children, in run-log order (with branch logs too)."""
+    pending: list[Iterator[dict[str, Any]]] = [iter(run_log.get("steps", {}).values())]
+    while pending:
+        item = next(pending[-1], None)
+        if item is None:
+            pending.pop()
+            continue
+        yield item
+        if "step_type" not in item:  # a branch log: its steps follow
+            pending.append(iter(item.get("steps", {}).values()))
+        elif branches:
+            pending.append(iter(item.get("branches", {}).values()))
+        else:
+            for branch in reversed(list(item.get("branches", {}).values())):
+                pending.append(iter(branch.get("steps", {}).values()))
+
+
+class RunLogStore:
+    """Owns one run's log dict; mutate it under ``lock``, then call ``touch``."""
+
+    def __init__(self, path: Path, data: dict[str, Any], interval: float = 0.1) -> None:
+        self.path = path
+        self.data = data
+        self.lock = threading.RLock()
+        self.interval = interval
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.writes = 0  # how many files were written; tests and the bench read it
+
+    @classmethod
+    def create(cls, cwd: str | os.PathLike[str], run_id: str | None, parameters: dict[str, Any],
+               run_config: dict[str, Any] | None = None, interval: float = 0.1) -> RunLogStore:
+        """Reserve ``<run_id>.json`` (refusing one that exists) and write the PROCESSING log."""
+        folder = Path(cwd) / RUN_LOG_FOLDER
+        folder.mkdir(parents=True, exist_ok=True)
+        given = run_id is not None
+        for _ in range(20):
+            rid = check_run_id(run_id) if given else new_run_id()
+            path = folder / f"{rid}.json"
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            except FileExistsError:
+                if given:
+                    raise ExecutionError(f"run id {rid!r} already exists ({path}); choose another "
+                                         "--run-id or leave it out for a fresh one") from None
+                continue
+            break
+        else:  # pragma: no cover - twenty random collisions in a row
+            raise ExecutionError(f"could not find a free run id in {folder}")
+        data = {
+            "run_id": rid,
+            "dag_hash": "",
+            "use_cached": False,
+            "tag": "",
+            "original_run_id": "",
+            "status": "PROCESSING",
+            "steps": {},
+            "parameters": dict(parameters),
+            "run_config": dict(run_config or {}),
+            "warnings": [],
+        }
+        store = cls(path, data, interval)
+        store.write()
+        return store
+
+    @property
+    def run_id(self) -> str:
+        return str(self.data["run_id"])
+
+    def touch(self) -> None:
+        """The log changed; the writer thread will write it soon."""
+        self._dirty.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=f"runlog-{self.run_id}", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the writer and write the final state (readable, indented)."""
+        self._stop.set()
+        self._dirty.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.write(indent=1)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._dirty.wait()
+            if self._stop.is_set():
+                return
+            self._dirty.clear()
+            self.write()
+            self._stop.wait(self.interval)  # changes made meanwhile go out together
+
+    def write(self, indent: int | None = None) -> None:
+        """Write the current state atomically: temp file in the same folder, then ``os.replace``."""
+        with self.lock:
+            text = json.dumps(self.data, indent=indent, default=str)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.chmod(tmp, 0o666 & ~_UMASK)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self.writes += 1
+
