@@ -25,9 +25,23 @@ _LAZY = {
     "Fail": "sdk",
     "Pipeline": "sdk",
     "Catalog": "sdk",
+    "current_pipeline": "declare",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = sorted(_LAZY) + ["__version__", "load_ipython_extension", "unload_ipython_extension"]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext magnus_jupyter``: the magics module (and IPython's magic machinery) loads only now."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,211 @@
+"""Thin IPython magics: parse the arguments, hand them to ``declare``, show errors as one line.
+
+No pipeline logic lives here (``declare`` holds the declarations and builds the
+model); a user's mistake becomes IPython's ``UsageError``: one line, no traceback.
+Nothing heavy is imported here, so ``%load_ext magnus_jupyter`` stays fast.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from .declare import session
+from .errors import PipelineError, ValidationError
+
+
+@contextmanager
+def _usage_errors() -> Iterator[None]:
+    """Our errors reach the user as ``UsageError: <one line>``."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise UsageError("invalid pipeline: " + "; ".join(str(p) for p in exc.problems)) from None
+    except PipelineError as exc:
+        raise UsageError("; ".join(line.strip() for line in str(exc).splitlines() if line.strip())) from None
+
+
+def _parse(magic: Any, line: str) -> Any:
+    """Split like a POSIX shell, so "Get Features" loses its quotes; errors name the magic.
+
+    (``parse_argstring`` splits without POSIX rules and keeps the quotes.)
+    """
+    prog = "%" + magic.parser.prog
+    try:
+        return magic.parser.parse_args(shlex.split(line))
+    except ValueError as exc:  # an unclosed quote
+        raise UsageError(f"{prog}: {exc}") from None
+    except UsageError as exc:
+        raise UsageError(f"{prog}: {exc}") from None
+
+
+def _name(words: list[str]) -> str:
+    """NAME may be quoted ("Get Features") or written as plain words."""
+    return " ".join(words)
+
+
+@magics_class
+class DeclareMagics(Magics):
+    """Declare the notebook's pipeline cell by cell; look at it as magnus YAML."""
+
+    def __init__(self, shell: Any = None) -> None:
+        super().__init__(shell)
+        self.cell_id: str | None = None  # the running cell's id, when the front end sends one
+
+    # IPython 8+ passes the front end's cell id to run_cell; with it, renaming a cell's step
+    # replaces its old declaration instead of leaving it behind.
+    def pre_run_cell(self, info: Any = None) -> None:
+        self.cell_id = getattr(info, "cell_id", None)
+
+    def post_run_cell(self, result: Any = None) -> None:
+        self.cell_id = None
+
+    @magic_arguments("%magnus_step")
+    @argument("name", nargs="+", metavar="NAME", help="the step's name, e.g. \"Get Features\"")
+    @argument("--next", metavar="STEP", help="the step that follows (default: the next declared one)")
+    @argument("--on-failure", metavar="STEP", help="the step to go to when this one fails")
+    @argument("--notebook", metavar="PATH", help="run this notebook (the cell body stays empty)")
+    @argument("--shell", action="store_true", help="the cell body is a shell command")
+    @argument("--stub", action="store_true", help="a placeholder that does nothing and succeeds")
+    @argument("--returns", metavar="a,b", help="variables of the step that become parameters")
+    @argument("--branch", metavar="PARALLEL/BRANCH",
+              help="put the step into a branch of a parallel block (or MAP for a map's branch)")
+    @cell_magic
+    def magnus_step(self, line: str, cell: str) -> None:
+        """Declare a step; without --notebook/--shell/--stub the cell's code is the step.
+
+        The code is written to a generated notebook (.magnus/cells/) with a
+        `parameters` cell and runs through papermill like any notebook task.
+        Re-running the cell replaces the step in place.
+        """
+        args = _parse(self.magnus_step, line)
+        with _usage_errors():
+            session().step(_name(args.name), cell, next=args.next, on_failure=args.on_failure,
+                           notebook=args.notebook, shell=args.shell, stub=args.stub, returns=args.returns,
+                           branch=args.branch, cell=self.cell_id)
+
+    @magic_arguments("%magnus_parallel")
+    @argument("name", nargs="+", metavar="NAME", help="the block's name, e.g. \"Train Models\"")
+    @argument("--next", metavar="STEP", help="the step that follows (default: the next declared one)")
+    @argument("--on-failure", metavar="STEP", help="the step to go to when a branch fails")
+    @argument("--failure-policy", choices=("finish_all", "fail_fast"),
+              help="finish_all (default) lets every branch end; fail_fast cancels the others")
+    @cell_magic
+    def magnus_parallel(self, line: str, cell: str) -> None:
+        """Declare a parallel block; the body lists its branches, one per line.
+
+            BRANCH: STEP >> STEP >> ...
+
+        STEP is a notebook path (.ipynb), a `shell command` in backticks, or the
+        name of a step declared with --branch. A body that is a YAML mapping of
+        magnus branch pipelines (start_at, steps) is taken as it is.
+        """
+        args = _parse(self.magnus_parallel, line)
+        with _usage_errors():
+            session().parallel(_name(args.name), cell, next=args.next, on_failure=args.on_failure,
+                               failure_policy=args.failure_policy, cell=self.cell_id)
+
+    @magic_arguments("%magnus_map")
+    @argument("name", nargs="+", metavar="NAME", help="the block's name")
+    @argument("--iterate-on", metavar="PARAMETER", help="the parameter holding the list of values")
+    @argument("--iterate-as", metavar="NAME", help="the parameter each value becomes inside the branch")
+    @argument("--next", metavar="STEP", help="the step that follows (default: the next declared one)")
+    @argument("--on-failure", metavar="STEP", help="the step to go to when a branch fails")
+    @argument("--failure-policy", choices=("finish_all", "fail_fast"),
+              help="finish_all (default) lets every branch end; fail_fast cancels the others")
+    @cell_magic
+    def magnus_map(self, line: str, cell: str) -> None:
+        """Declare a map block: its one branch runs once per value of --iterate-on.
+
+        The body is one branch line (`STEP >> STEP`, optionally `BRANCH: ...`), a
+        YAML branch pipeline, or empty when steps join it with --branch MAP.
+        """
+        args = _parse(self.magnus_map, line)
+        with _usage_errors():
+            session().map(_name(args.name), cell, iterate_on=args.iterate_on, iterate_as=args.iterate_as,
+                          next=args.next, on_failure=args.on_failure, failure_policy=args.failure_policy,
+                          cell=self.cell_id)
+
+    @magic_arguments()
+    @argument("path", nargs="?", metavar="PATH", help="write the YAML to this file instead of showing it")
+    @line_magic
+    def magnus_yaml(self, line: str) -> None:
+        """Show the declared pipeline as magnus 0.5 YAML, or write it to PATH."""
+        args = _parse(self.magnus_yaml, line)
+        from .validate import validate
+        from .yaml_io import to_yaml
+
+        with _usage_errors():
+            pipeline = session().build(check=False)
+            warnings = validate(pipeline)
+            text = to_yaml(pipeline)
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        if args.path:
+            try:
+                Path(args.path).write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"%magnus_yaml: cannot write {args.path}: {exc.strerror}") from None
+            print(f"wrote {args.path}")
+            return
+        try:
+            from IPython.display import Code, display
+        except ImportError:  # an IPython without Code: plain text is still the YAML
+            print(text, end="")
+        else:
+            display(Code(text, language="yaml"))
+
+    @magic_arguments()
+    @argument("path", metavar="PATH", help="a magnus YAML pipeline file")
+    @line_magic
+    def magnus_load(self, line: str) -> None:
+        """Make a magnus YAML file the session's pipeline; later cells add or replace its steps."""
+        args = _parse(self.magnus_load, line)
+        from .yaml_io import load_yaml
+
+        with _usage_errors():
+            pipeline = load_yaml(Path(args.path))
+            session().load(pipeline)
+        print(f"loaded {args.path}: {len(pipeline.steps)} top-level steps")
+
+    @line_magic
+    def magnus_reset(self, line: str) -> None:
+        """Forget every declaration, to declare the pipeline afresh."""
+        if line.strip():
+            raise UsageError("%magnus_reset takes no arguments")
+        session().reset()
+
+
+# %magnus_run, %magnus_show and %magnus_retry belong to the executor and the widget: they come as
+# their own Magics classes (next to their code) and are listed here, so one %load_ext registers all.
+MAGICS: tuple[type[Magics], ...] = (DeclareMagics,)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    for cls in MAGICS:
+        magics = cls(ipython)
+        ipython.register_magics(magics)
+        for event in ("pre_run_cell", "post_run_cell"):
+            if hasattr(magics, event):
+                ipython.events.register(event, getattr(magics, event))
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    manager = ipython.magics_manager
+    for cls in MAGICS:
+        instance = manager.registry.pop(cls.__name__, None)
+        for kind, names in cls.magics.items():
+            for name in names:
+                manager.magics[kind].pop(name, None)
+        for event in ("pre_run_cell", "post_run_cell"):
+            if instance is not None and hasattr(instance, event):
+                with suppress(ValueError):
+                    ipython.events.unregister(event, getattr(instance, event))
