@@ -59,5 +59,5 @@ def test_a_bad_pipeline_names_file_line_and_step(tmp_path: Path) -> None:
                    "    success:\n      type: success\n    fail:\n      type: fail\n")
     result = cli("validate", str(bad))
     assert result.returncode == 2
-    assert f"{bad}:4: step 'a': next names 'b'" in result.stderr
+    assert f"{bad}:6: step 'a': next names 'b'" in result.stderr  # the line of 'next: b'
     assert "Traceback" not in result.stderr
