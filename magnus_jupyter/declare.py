@@ -42,7 +42,14 @@ STEP_FORMS = "a notebook path (.ipynb), a `shell command` in backticks, or the n
 
 
 class DeclarationError(PipelineError):
-    """A cell declares something the pipeline cannot hold; the message names the cell and line."""
+    """A cell declares something the pipeline cannot hold; each problem names the cell and line."""
+
+    def __init__(self, problems: str | list[str]) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))  # one line: the magics show it as a UsageError
+
+    def __reduce__(self):
+        return (self.__class__, (self.problems,))
 
 
 @dataclass
@@ -347,7 +354,7 @@ class Declarations:
         start = self._start_at if self._start_at in pipeline.steps else None
         pipeline.start_at = start or chain[0]
         if problems:
-            raise DeclarationError("; ".join(problems))
+            raise DeclarationError(problems)
         if check:
             from .validate import validate
 
@@ -453,8 +460,6 @@ class Declarations:
                 branch.add(item)
         _add_terminals(branch, SUCCESS, FAIL)
         branch.start_at = names[0] if names else None
-        if not names:
-            problems.append(f"{where}: branch {line.branch!r} has no steps")
         return branch
 
     def _unknown_member(self, block: BlockDeclaration, line: BranchLine, name: str) -> str:
@@ -562,7 +567,9 @@ def _parse_branch_line(text: str, block: BlockDeclaration, number: int) -> Branc
         part = part.strip()
         if not part:
             raise DeclarationError(f"{where}: expected '{BRANCH_LINE}', found an empty STEP in {text!r}")
-        if part.startswith("`") and part.endswith("`") and part.count("`") == 2 and len(part) > 2:
+        if part.startswith("`") and part.endswith("`") and part.count("`") == 2:
+            if not part[1:-1].strip():
+                raise DeclarationError(f"{where}: an empty `shell command` in {text!r}")
             items.append(BranchItem("shell", part[1:-1].strip()))
         elif "`" in part:
             raise DeclarationError(f"{where}: a shell STEP is a whole `command` in backticks, found {part!r}")
@@ -608,7 +615,7 @@ def _build_yaml_branches(block: BlockDeclaration, data: dict) -> dict[str, Pipel
         branches[name] = builder.pipeline(value, block.branch_prefix(name), line,
                                           f"branch '{block.branch_prefix(name)}'")
     if builder.problems:
-        raise DeclarationError("; ".join(_cell_problem(block.label, p) for p in builder.problems))
+        raise DeclarationError([_cell_problem(block.label, p) for p in builder.problems])
     for pipeline in branches.values():
         _shift_sources(pipeline)
     return branches
