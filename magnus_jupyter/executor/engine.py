@@ -78,7 +78,8 @@ def _safe(name: str) -> str:
 
 class _Engine:
     def __init__(self, pipeline: Pipeline, store: RunLogStore, catalog: Catalog, params: ParameterStore,
-                 bus: ev.EventBus, cwd: Path, workers: int, slots: Any, warm_kernels: bool) -> None:
+                 bus: ev.EventBus, cwd: Path, workers: int, slots: Any, warm_kernels: bool,
+                 slots_factory: Any = None) -> None:
         self.pipeline = pipeline
         self.store = store
         self.catalog = catalog
@@ -89,6 +90,7 @@ class _Engine:
         self._slots = slots
         self.owns_slots = False
         self.warm_kernels = warm_kernels
+        self.slots_factory = slots_factory
         self._lock = threading.Lock()
 
     # ---- the pool, created on the first task so stub pipelines start no process ----
@@ -96,11 +98,12 @@ class _Engine:
     def slots(self) -> Any:
         with self._lock:
             if self._slots is None:
-                from .slots import TaskSlots
-
+                factory = self.slots_factory
+                if factory is None:
+                    from .slots import TaskSlots as factory
                 notebooks = any(isinstance(s, Task) and s.kind == "notebook"
                                 for _, s, _ in self.pipeline.walk())
-                self._slots = TaskSlots(self.workers, on_progress=self._on_progress,
+                self._slots = factory(self.workers, on_progress=self._on_progress,
                                         warm_kernels=self.warm_kernels and notebooks)
                 self.owns_slots = True
             return self._slots
@@ -353,7 +356,7 @@ class _Engine:
                 self._update(logs[i], status=FAIL)
                 status = FAIL
             self.bus.publish(ev.BranchFinished(name, status))
-            if status != SUCCESS and fail_fast:
+            if status != SUCCESS and fail_fast and not children[i].cancelled:
                 self.cancel([c for j, c in enumerate(children) if j != i],
                             f"branch '{name}' failed (failure_policy: fail_fast)")
 
@@ -385,8 +388,9 @@ class _Engine:
             stack = list(scopes)
             while stack:
                 scope = stack.pop()
-                if not scope.cancelled:
-                    scope.cancelled, scope.reason = True, reason
+                if scope.cancelled:
+                    continue  # and so is everything under it; its tasks were told already
+                scope.cancelled, scope.reason = True, reason
                 names.extend(scope.running)
                 stack.extend(scope.children)
             slots = self._slots
@@ -407,6 +411,7 @@ def run_pipeline(
     cwd: str | os.PathLike[str] | None = None,
     subscribers: Iterable[ev.Subscriber] = (),
     slots: Any = None,
+    slots_factory: Any = None,
     warm_kernels: bool = True,
     validate: bool = True,
     write_interval: float = 0.1,
@@ -415,8 +420,10 @@ def run_pipeline(
 
     ``slots``: an open ``TaskSlots`` (or anything with ``submit``/``cancel``) to
     share across runs; by default a pool of ``workers`` slots (CPU count) is
-    started on the first task and closed at the end. Raises a ``PipelineError``
-    for bad input (invalid pipeline, run id taken), never for a failing step.
+    started on the first task, by ``slots_factory`` (``TaskSlots``, called as
+    ``TaskSlots(workers, on_progress=..., warm_kernels=...)``) and closed at the
+    end. Raises a ``PipelineError`` for bad input (invalid pipeline, run id
+    taken), never for a failing step.
     """
     if validate:
         from ..validate import validate as check
@@ -435,7 +442,8 @@ def run_pipeline(
     catalog = Catalog(folder, store.run_id)
     catalog.ensure()
     bus = ev.EventBus(subscribers)
-    engine = _Engine(pipeline, store, catalog, params, bus, folder, workers, slots, warm_kernels)
+    engine = _Engine(pipeline, store, catalog, params, bus, folder, workers, slots, warm_kernels,
+                     slots_factory)
     bus.publish(ev.RunStarted(store.run_id, str(store.path), str(catalog.folder), params.snapshot(), workers))
     store.start()
     try:
