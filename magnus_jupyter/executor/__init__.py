@@ -22,6 +22,7 @@ _LAZY = {
     "StepStarted": "events",
     "BranchStarted": "events",
     "CellExecuted": "events",
+    "AttemptStarted": "events",
     "AttemptFinished": "events",
     "StepFinished": "events",
     "BranchFinished": "events",

@@ -92,6 +92,7 @@ class _Engine:
         self.warm_kernels = warm_kernels
         self.slots_factory = slots_factory
         self._lock = threading.Lock()
+        self.root = _Scope(None, (), {})
 
     # ---- the pool, created on the first task so stub pipelines start no process ----
 
@@ -132,8 +133,7 @@ class _Engine:
     # ---- traversal ----
 
     def run(self) -> str:
-        root = _Scope(None, (), {})
-        return self.graph(self.pipeline, "", self.store.data["steps"], root, self.store.data)
+        return self.graph(self.pipeline, "", self.store.data["steps"], self.root, self.store.data)
 
     def graph(self, graph: Pipeline, prefix: str, container: dict[str, Any], scope: _Scope,
               owner: dict[str, Any]) -> str:
@@ -239,6 +239,7 @@ class _Engine:
                 env={"MAGNUS_RUN_ID": self.store.run_id},
             )
             start = now()
+            self.bus.publish(ev.AttemptStarted(internal, number, log_path, notebook))
             result = self._submit(spec, scope)
             if scope.cancelled and result.status != SUCCESS:
                 result.message = f"cancelled: {scope.reason}"
@@ -415,6 +416,7 @@ def run_pipeline(
     warm_kernels: bool = True,
     validate: bool = True,
     write_interval: float = 0.1,
+    cancel: threading.Event | None = None,
 ) -> RunResult:
     """Run ``pipeline`` to its end in ``cwd`` and return its result; a failed pipeline is not an error.
 
@@ -423,7 +425,8 @@ def run_pipeline(
     started on the first task, by ``slots_factory`` (``TaskSlots``, called as
     ``TaskSlots(workers, on_progress=..., warm_kernels=...)``) and closed at the
     end. Raises a ``PipelineError`` for bad input (invalid pipeline, run id
-    taken), never for a failing step.
+    taken), never for a failing step. Setting ``cancel`` (from any thread) stops
+    the run: running tasks are killed, no step starts, the run log ends FAIL.
     """
     if validate:
         from ..validate import validate as check
@@ -446,9 +449,20 @@ def run_pipeline(
                      slots_factory)
     bus.publish(ev.RunStarted(store.run_id, str(store.path), str(catalog.folder), params.snapshot(), workers))
     store.start()
+    finished = threading.Event()
+    if cancel is not None:
+        def watch() -> None:  # the caller's event (a kernel interrupt, a button) cancels everything
+            while not finished.is_set():
+                if cancel.wait(0.05):
+                    engine.warn("the run was cancelled")
+                    engine.cancel([engine.root], "the run was cancelled")
+                    return
+
+        threading.Thread(target=watch, name="magnus-cancel", daemon=True).start()
     try:
         engine.run()
     finally:
+        finished.set()
         try:
             engine.close()
         finally:

@@ -55,6 +55,19 @@ class CellExecuted(Event):
 
 
 @dataclass(frozen=True)
+class AttemptStarted(Event):
+    """A task attempt went to a slot; where its captured output and executed notebook will be.
+
+    Views tail ``log_path`` for a live last line and link both files after the run.
+    """
+
+    internal_name: str
+    attempt: int
+    log_path: str
+    output_notebook: str | None  # notebook tasks only
+
+
+@dataclass(frozen=True)
 class AttemptFinished(Event):
     """One attempt of a task; a task with retries has several."""
 
