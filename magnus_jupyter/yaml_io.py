@@ -101,18 +101,23 @@ _Loader._wildcard = tuple(_Loader.yaml_implicit_resolvers.get(None, ()))
 
 def _construct_mapping(loader: Any, node: yaml.MappingNode) -> _Mapping:
     pairs = node.value
+    own = len(pairs)
     for key_node, _ in pairs:
         if key_node.tag in _MERGE_TAGS:
-            loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
+            # YAML merge keys (<<: *anchor): the merged pairs come first, so the mapping's own keys win
+            own = sum(1 for k, _ in pairs if k.tag != _MERGE_TAGS[0])
+            loader.flatten_mapping(node)
             pairs = node.value
             break
+    merged = len(pairs) - own  # pairs before this index came in through a merge key
     out = _Mapping()
     out.line = node.start_mark.line + 1
     out.key_lines = key_lines = {}
     out.duplicates = []
+    own_keys: set[Any] = set()
     construct = loader.construct_object
     scalar = yaml.ScalarNode
-    for key_node, value_node in pairs:
+    for index, (key_node, value_node) in enumerate(pairs):
         # plain text is by far the commonest scalar: skip construct_object's bookkeeping for it
         if key_node.tag == _STR_TAG and key_node.__class__ is scalar:
             key = key_node.value
@@ -123,8 +128,10 @@ def _construct_mapping(loader: Any, node: yaml.MappingNode) -> _Mapping:
             except TypeError:
                 raise _KeyError("a mapping key must be plain text", key_node.start_mark.line + 1) from None
         line = key_node.start_mark.line + 1
-        if key in out:
-            out.duplicates.append((key, line))
+        if index >= merged:  # a merged key overridden here is no duplicate
+            if key in own_keys:
+                out.duplicates.append((key, line))
+            own_keys.add(key)
         if value_node.tag == _STR_TAG and value_node.__class__ is scalar:
             out[key] = value_node.value
         else:
@@ -154,21 +161,20 @@ def _bulk_work(limit: int = 20000) -> Any:
 
 def parse_yaml(text: str, file: str | None = None) -> Any:
     """YAML text -> plain data with line-tracking mappings; syntax errors located."""
-    where = file or "<pipeline>"
     try:
         with _bulk_work():
             return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark else ""
         problem = exc.problem or exc.context or "invalid YAML"
-        raise PipelineYAMLError(f"{where}{line}: YAML syntax error: {problem}") from None
+        raise PipelineYAMLError(str(Problem(f"YAML syntax error: {problem}", file=file,
+                                            line=mark.line + 1 if mark else None))) from None
     except yaml.YAMLError as exc:
-        raise PipelineYAMLError(f"{where}: YAML error: {exc}") from None
+        raise PipelineYAMLError(str(Problem(f"YAML error: {exc}", file=file))) from None
     except _KeyError as exc:
-        raise PipelineYAMLError(f"{where}:{exc.line}: {exc.message}") from None
+        raise PipelineYAMLError(str(Problem(exc.message, file=file, line=exc.line))) from None
     except RecursionError:
-        raise PipelineYAMLError(f"{where}: nested too deeply to read") from None
+        raise PipelineYAMLError(str(Problem("nested too deeply to read", file=file))) from None
 
 
 def read_text(path: str | os.PathLike[str]) -> str:
@@ -212,7 +218,7 @@ def load_yaml(source: str | os.PathLike[str], *, validate: bool = True) -> Pipel
 
 
 def _looks_like_yaml(text: str) -> bool:
-    if "\n" in text:
+    if "\n" in text or not text.strip():
         return True
     if not text.lstrip().startswith(("dag:", "{")):
         return False
@@ -238,7 +244,7 @@ class _Builder:
         self.problems: list[Problem] = []
 
     def problem(self, message: str, step: str | None = None, line: int | None = None) -> None:
-        self.problems.append(Problem(message, step=step, file=self.file or "<pipeline>", line=line))
+        self.problems.append(Problem(message, step=step, file=self.file, line=line))
 
     def document(self, data: Any) -> Pipeline:
         if data is None:
