@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from .declare import session
@@ -78,17 +78,19 @@ class DeclareMagics(Magics):
     @argument("--returns", metavar="a,b", help="variables of the step that become parameters")
     @argument("--branch", metavar="PARALLEL/BRANCH",
               help="put the step into a branch of a parallel block (or MAP for a map's branch)")
-    @cell_magic
-    def magnus_step(self, line: str, cell: str) -> None:
+    @line_cell_magic
+    def magnus_step(self, line: str, cell: str | None = None) -> None:
         """Declare a step; without --notebook/--shell/--stub the cell's code is the step.
 
         The code is written to a generated notebook (.magnus/cells/) with a
         `parameters` cell and runs through papermill like any notebook task.
-        Re-running the cell replaces the step in place.
+        Re-running the cell replaces the step in place. A step without a body
+        is one line (IPython refuses an empty %% cell):
+        %magnus_step "Ensemble Modelling" --notebook notebooks/ensemble.ipynb
         """
         args = _parse(self.magnus_step, line)
         with _usage_errors():
-            session().step(_name(args.name), cell, next=args.next, on_failure=args.on_failure,
+            session().step(_name(args.name), cell or "", next=args.next, on_failure=args.on_failure,
                            notebook=args.notebook, shell=args.shell, stub=args.stub, returns=args.returns,
                            branch=args.branch, cell=self.cell_id)
 
@@ -98,19 +100,20 @@ class DeclareMagics(Magics):
     @argument("--on-failure", metavar="STEP", help="the step to go to when a branch fails")
     @argument("--failure-policy", choices=("finish_all", "fail_fast"),
               help="finish_all (default) lets every branch end; fail_fast cancels the others")
-    @cell_magic
-    def magnus_parallel(self, line: str, cell: str) -> None:
+    @line_cell_magic
+    def magnus_parallel(self, line: str, cell: str | None = None) -> None:
         """Declare a parallel block; the body lists its branches, one per line.
 
             BRANCH: STEP >> STEP >> ...
 
         STEP is a notebook path (.ipynb), a `shell command` in backticks, or the
         name of a step declared with --branch. A body that is a YAML mapping of
-        magnus branch pipelines (start_at, steps) is taken as it is.
+        magnus branch pipelines (start_at, steps) is taken as it is. When every
+        branch comes from --branch steps, one line does: %magnus_parallel NAME
         """
         args = _parse(self.magnus_parallel, line)
         with _usage_errors():
-            session().parallel(_name(args.name), cell, next=args.next, on_failure=args.on_failure,
+            session().parallel(_name(args.name), cell or "", next=args.next, on_failure=args.on_failure,
                                failure_policy=args.failure_policy, cell=self.cell_id)
 
     @magic_arguments("%magnus_map")
@@ -121,8 +124,8 @@ class DeclareMagics(Magics):
     @argument("--on-failure", metavar="STEP", help="the step to go to when a branch fails")
     @argument("--failure-policy", choices=("finish_all", "fail_fast"),
               help="finish_all (default) lets every branch end; fail_fast cancels the others")
-    @cell_magic
-    def magnus_map(self, line: str, cell: str) -> None:
+    @line_cell_magic
+    def magnus_map(self, line: str, cell: str | None = None) -> None:
         """Declare a map block: its one branch runs once per value of --iterate-on.
 
         The body is one branch line (`STEP >> STEP`, optionally `BRANCH: ...`), a
@@ -130,9 +133,9 @@ class DeclareMagics(Magics):
         """
         args = _parse(self.magnus_map, line)
         with _usage_errors():
-            session().map(_name(args.name), cell, iterate_on=args.iterate_on, iterate_as=args.iterate_as,
-                          next=args.next, on_failure=args.on_failure, failure_policy=args.failure_policy,
-                          cell=self.cell_id)
+            session().map(_name(args.name), cell or "", iterate_on=args.iterate_on,
+                          iterate_as=args.iterate_as, next=args.next, on_failure=args.on_failure,
+                          failure_policy=args.failure_policy, cell=self.cell_id)
 
     @magic_arguments()
     @argument("path", nargs="?", metavar="PATH", help="write the YAML to this file instead of showing it")
