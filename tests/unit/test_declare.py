@@ -308,6 +308,22 @@ def test_bad_map_declarations(store: Declarations, kwargs: dict, body: str, mess
     assert message in str(caught.value)
 
 
+def test_a_map_line_is_followed_by_its_branch_steps(store: Declarations) -> None:
+    store.map("M", "a.ipynb >> `echo $x`", iterate_on="xs", iterate_as="x")
+    store.step("Last", stub=True, branch="M")
+    branch = store.build().steps["M"].branch
+    assert [(s.name, s.next) for s in branch.steps.values()][:3] == [
+        ("a", "echo $x"), ("echo $x", "Last"), ("Last", "success")]
+
+
+def test_a_block_without_branches(store: Declarations) -> None:
+    store.parallel("P", "# branches come later\n")
+    with pytest.raises(DeclarationError) as caught:
+        store.build()
+    assert caught.value.problems == ["%%magnus_parallel 'P': no branches; list them in the cell body as "
+                                     "'BRANCH: STEP >> STEP' (or declare steps with --branch)"]
+
+
 def test_branch_step_into_a_map_takes_no_branch_name(store: Declarations) -> None:
     store.step("start", stub=True)
     store.map("M", "", iterate_on="xs", iterate_as="x")

@@ -243,6 +243,16 @@ def test_loaded_pipeline_takes_new_cells(ip, compat_dir: Path) -> None:
     assert pipeline.steps["Train Models"].branches()["XGBoost"].terminal  # loaded branches kept
 
 
+def test_yaml_warns_about_steps_nothing_leads_to(ip, tmp_path: Path, capsys) -> None:
+    ip.run_line_magic("magnus_step", "A --stub --next success")
+    ip.run_line_magic("magnus_step", "B --stub")
+    ip.run_line_magic("magnus_yaml", "out.yaml")
+    captured = capsys.readouterr()
+    assert captured.err == ("warning: %%magnus_step 'B': step 'B': is never reached from start_at "
+                            "(allowed, but it will not run)\n")
+    assert captured.out == "wrote out.yaml\n" and (tmp_path / "out.yaml").is_file()
+
+
 def test_load_errors_are_one_line(ip, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"^missing\.yaml: no such file$"):
         ip.run_line_magic("magnus_load", "missing.yaml")
