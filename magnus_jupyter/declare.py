@@ -165,6 +165,8 @@ class Declarations:
         for option, value in (("--next", next), ("--on-failure", on_failure)):
             if value is not None and not value.strip():
                 raise DeclarationError(f"{label}: {option} needs a step name")
+        if branch is not None and not branch.strip("/ "):
+            raise DeclarationError(f"{label}: --branch needs PARALLEL/BRANCH (or MAP)")
         command = ""
         if kind == "cell":
             if not body.strip():
@@ -185,8 +187,6 @@ class Declarations:
             if stray is not None:
                 raise DeclarationError(f"{label}, line {stray}: a --{kind} step ignores the cell body; "
                                        "leave it empty (comments are fine)")
-        if branch is not None and not branch.strip("/ "):
-            raise DeclarationError(f"{label}: --branch needs PARALLEL/BRANCH (or MAP)")
         declaration = StepDeclaration(name=name, kind=kind, command=command, next=_opt(next),
                                       on_failure=_opt(on_failure), returns=names,
                                       branch=branch.strip() if branch else None)
@@ -299,7 +299,7 @@ class Declarations:
         taken = {e.command for e in self._entries.values()
                  if isinstance(e, StepDeclaration) and e.kind == "cell" and e.name != name}
         if path.as_posix() in taken:  # "Get Features" and "get-features" must not share a notebook
-            digest = hashlib.sha1(name.encode()).hexdigest()[:6]
+            digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:6]
             path = CELLS_FOLDER / f"{safe}_{digest}.ipynb"
         return path
 
