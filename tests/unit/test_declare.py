@@ -131,11 +131,11 @@ def test_rerunning_a_cell_replaces_it_in_place(store: Declarations, tmp_path: Pa
 
 def test_names_that_clean_to_the_same_file_get_their_own_notebooks(store: Declarations) -> None:
     store.step("Get Features", "a = 1")
-    store.step("get-features!", "b = 2")
+    store.step("get features!", "b = 2")
     store.step("Get Features", "a = 3")  # re-declared: keeps its own file
-    commands = [store.build().steps[n].command for n in ("Get Features", "get-features!")]
+    commands = [store.build().steps[n].command for n in ("Get Features", "get features!")]
     assert commands[0] == ".magnus/cells/get_features.ipynb"
-    assert commands[1].startswith(".magnus/cells/get-features_") and commands[1].endswith(".ipynb")
+    assert commands[1].startswith(".magnus/cells/get_features_") and commands[1].endswith(".ipynb")
     sources = [nbformat.read(c, as_version=4).cells[1].source for c in commands]
     assert sources == ["a = 3", "b = 2"]
 
