@@ -290,3 +290,47 @@ def test_importing_the_magics_leaves_heavy_libraries_out() -> None:
     loaded = {name.split(".")[0] for name in out.stdout.split()}
     assert "IPython" in loaded  # the probe did import the magics
     assert not loaded & {"papermill", "ipywidgets", "graphviz", "nbformat", "nbclient"}
+
+
+def _execute(kc, code: str, cell_id: str | None = None, names: bool = False) -> tuple[dict, str]:
+    """One execute_request as JupyterLab sends it (cellId in the metadata); (reply, stderr)."""
+    content = {"code": code, "silent": False, "store_history": True, "allow_stdin": False,
+               "stop_on_error": True,
+               "user_expressions": {"names": "__import__('magnus_jupyter.declare').declare.session().names"}
+               if names else {}}
+    msg = kc.session.msg("execute_request", content, metadata={"cellId": cell_id} if cell_id else {})
+    kc.shell_channel.send(msg)
+    msg_id = msg["header"]["msg_id"]
+    reply = kc.get_shell_msg(timeout=60)
+    while reply["parent_header"].get("msg_id") != msg_id:
+        reply = kc.get_shell_msg(timeout=60)
+    stderr = ""
+    while True:
+        out = kc.get_iopub_msg(timeout=60)
+        if out["parent_header"].get("msg_id") != msg_id:
+            continue
+        if out["msg_type"] == "stream" and out["content"]["name"] == "stderr":
+            stderr += out["content"]["text"]
+        if out["msg_type"] == "status" and out["content"]["execution_state"] == "idle":
+            return reply["content"], stderr
+
+
+@pytest.mark.slow
+def test_in_a_real_kernel_cell_ids_rename_in_place_and_errors_are_one_line(tmp_path: Path) -> None:
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        assert _execute(kc, "%load_ext magnus_jupyter")[0]["status"] == "ok"
+        assert _execute(kc, '%%magnus_step "Load"\nx = 1\n', cell_id="cell-a")[0]["status"] == "ok"
+        assert _execute(kc, '%%magnus_step "Train"\ny = 2\n', cell_id="cell-b")[0]["status"] == "ok"
+        reply, _ = _execute(kc, '%%magnus_step "Load data"\nx = 1\n', cell_id="cell-a", names=True)
+        assert reply["user_expressions"]["names"]["data"]["text/plain"] == "['Load data', 'Train']"
+        reply, stderr = _execute(kc, '%%magnus_parallel P\nbranch without colon\n', cell_id="cell-c")
+        assert reply["status"] == "error" and reply["ename"] == "UsageError"
+        assert stderr == ("UsageError: %%magnus_parallel 'P', line 2: expected 'BRANCH: STEP >> STEP', "
+                          "found 'branch without colon'\n")
+        assert (tmp_path / ".magnus" / "cells" / "load_data.ipynb").is_file()
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
