@@ -286,11 +286,16 @@ class Declarations:
             nbformat.v4.new_code_cell(body.strip("\n"), id="body"),
         ]
         text = nbformat.writes(notebook)
-        if not target.is_file() or target.read_text(encoding="utf-8") != text:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(target.name + ".partial")
-            partial.write_text(text, encoding="utf-8")
-            partial.replace(target)
+        try:
+            if not target.is_file() or target.read_text(encoding="utf-8") != text:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial = target.with_name(target.name + ".partial")
+                partial.write_text(text, encoding="utf-8")
+                partial.replace(target)  # a run reading it never sees half a notebook
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise DeclarationError(f"%%magnus_step {name!r}: cannot write {relative.as_posix()}: "
+                                   f"{reason}") from None
         return relative.as_posix()
 
     def _notebook_path(self, name: str) -> Path:

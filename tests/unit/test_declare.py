@@ -140,6 +140,13 @@ def test_names_that_clean_to_the_same_file_get_their_own_notebooks(store: Declar
     assert sources == ["a = 3", "b = 2"]
 
 
+def test_an_unwritable_cells_folder_is_a_located_error(store: Declarations, tmp_path: Path) -> None:
+    (tmp_path / ".magnus").write_text("a file where the folder should be")
+    with pytest.raises(DeclarationError, match=r"^%%magnus_step 'S': cannot write \.magnus/cells/s\.ipynb: "):
+        store.step("S", "x = 1")
+    assert store.names == []
+
+
 def test_a_renamed_cell_with_a_cell_id_replaces_its_old_step(store: Declarations) -> None:
     store.step("Load", "x = 1", cell="cell-1")
     store.step("Train", "y = 2", cell="cell-2")
