@@ -346,9 +346,9 @@ class Declarations:
             raise DeclarationError("only --branch steps are declared; the pipeline needs a top-level step "
                                    "or block to start at")
         pipeline = Pipeline(**{k: v for k, v in self._fields.items() if v is not None})
+        following = dict(zip(chain, chain[1:] + [success], strict=True))  # the default chain
         for entry in top:
-            following = chain[chain.index(entry.name) + 1:] if entry.name in chain else []
-            default_next = following[0] if following else success
+            default_next = following.get(entry.name, success)
             if isinstance(entry, Loaded):
                 pipeline.add(copy.deepcopy(entry.step))
             elif isinstance(entry, StepDeclaration):
