@@ -284,17 +284,19 @@ def _returned_parameters(value: Any, command: str) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _redirect_output(fd: int) -> Iterator[None]:
-    """Send stdout and stderr (Python's and C's, and child processes') to ``fd``."""
+    """Send stdout and stderr to ``fd``: Python's (whatever ``sys.stdout`` is now), C's and children's."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
+    stream = open(fd, "w", closefd=False, encoding="utf-8", errors="replace", buffering=1)  # noqa: SIM115
     try:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
-        yield
+        with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+            yield
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        stream.flush()
+        stream.close()
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
         os.close(saved[0])
