@@ -187,9 +187,39 @@ class DeclareMagics(Magics):
         session().reset()
 
 
-# %magnus_run, %magnus_show and %magnus_retry belong to the executor and the widget: they come as
-# their own Magics classes (next to their code) and are listed here, so one %load_ext registers all.
-MAGICS: tuple[type[Magics], ...] = (DeclareMagics,)
+@magics_class
+class RunMagics(Magics):
+    """Run or show the declared pipeline with the live DAG widget (the work is in ``running``)."""
+
+    @magic_arguments("%magnus_run")
+    @argument("--workers", type=int, metavar="N", help="task slots: tasks running at once (default: CPUs)")
+    @argument("-p", "--parameters-file", metavar="FILE", help="initial parameters: a YAML mapping")
+    @argument("--param", action="append", default=[], metavar="k=v",
+              help="set one parameter (VALUE as JSON, else text); repeatable, wins over -p")
+    @argument("--background", action="store_true", help="return at once; the widget keeps updating")
+    @line_magic
+    def magnus_run(self, line: str) -> None:
+        """Run the declared pipeline; the DAG widget shows it live. Interrupt the kernel to cancel."""
+        args = _parse(self.magnus_run, line)
+        from . import running
+
+        with _usage_errors():
+            running.start(workers=args.workers, parameters_file=args.parameters_file, params=args.param,
+                          background=args.background)
+
+    @line_magic
+    def magnus_show(self, line: str) -> None:
+        """Show the declared pipeline's DAG widget (every step pending)."""
+        if line.strip():
+            raise UsageError("%magnus_show takes no arguments")
+        from . import running
+
+        with _usage_errors():
+            running.show()
+
+
+# %magnus_retry belongs to the executor: it comes as its own Magics class and is listed here.
+MAGICS: tuple[type[Magics], ...] = (DeclareMagics, RunMagics)
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -1,0 +1,155 @@
+"""The in-kernel run behind ``%magnus_run`` and ``%magnus_show``: declared pipeline -> engine -> widget.
+
+The magics only parse arguments; this module builds the declared pipeline,
+starts ``run_pipeline`` in a thread with the DAG widget's status as its
+subscriber, and either waits (the default: the cell stays busy while the
+widget updates) or returns at once (``background``). The kernel's interrupt
+lands in the wait as ``KeyboardInterrupt``: it sets the engine's ``cancel``
+event, which kills the run's tasks and kernels and ends the run log FAIL.
+No traversal here; ipywidgets loads only when a widget is made.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import PipelineError
+
+if TYPE_CHECKING:
+    from .executor.engine import RunResult
+    from .model import Pipeline
+    from .widget.view import DagWidget
+
+_POLL = 0.1  # seconds between checks of the run thread; the wait stays interruptible
+
+
+@dataclass
+class InKernelRun:
+    """One run started from the notebook: its thread, its cancel switch, its widget and result."""
+
+    widget: DagWidget
+    cancel: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+    result: RunResult | None = None
+    error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.thread is not None and not self.thread.is_alive()
+
+    def wait(self) -> RunResult | None:
+        """Block until the run ends; an interrupt cancels the run, waits for it to stop, then re-raises."""
+        assert self.thread is not None
+        try:
+            while self.thread.is_alive():
+                self.thread.join(_POLL)
+        except KeyboardInterrupt:
+            self.stop()
+            print("interrupted: the run was cancelled, its tasks stopped", file=sys.stderr)
+            raise
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    def stop(self) -> None:
+        """Cancel the run and wait for its tasks to be killed (a second interrupt stops waiting)."""
+        self.cancel.set()
+        if self.thread is not None:
+            while self.thread.is_alive():
+                self.thread.join(_POLL)
+
+
+_LAST: InKernelRun | None = None
+
+
+def last_run() -> InKernelRun | None:
+    """The most recent run started in this kernel (to cancel a background run, read its result)."""
+    return _LAST
+
+
+def widget_for(pipeline: Pipeline) -> DagWidget:
+    from .widget.view import DagWidget
+
+    return DagWidget(pipeline, link_base=os.getcwd())
+
+
+def show(pipeline: Pipeline | None = None) -> DagWidget:
+    """Display the DAG of ``pipeline`` (default: the declared one) without running it."""
+    from .declare import current_pipeline
+
+    widget = widget_for(pipeline if pipeline is not None else current_pipeline())
+    widget.show()
+    return widget
+
+
+def start(*, workers: int | None = None, parameters_file: str | None = None, params: Iterable[str] = (),
+          background: bool = False, pipeline: Pipeline | None = None, run_id: str | None = None,
+          display: bool = True, **engine: Any) -> InKernelRun:
+    """Run the declared pipeline (or ``pipeline``) with a live widget; blocks unless ``background``.
+
+    Bad input (an invalid pipeline, a missing parameters file, a run already
+    running) raises ``PipelineError`` before anything starts.
+    """
+    global _LAST
+    from .declare import current_pipeline
+    from .executor.engine import run_pipeline
+    from .executor.params import initial_parameters
+
+    if _LAST is not None and _LAST.thread is not None and _LAST.thread.is_alive():
+        raise PipelineError(f"a run is still going on in the background (run "
+                            f"{_LAST.widget.status.snapshot().run_id or 'starting'}); wait for it, or "
+                            "cancel it with magnus_jupyter.running.last_run().stop()")
+    if workers is not None and workers < 1:
+        raise PipelineError(f"--workers must be at least 1, found {workers}")
+    graph = pipeline if pipeline is not None else current_pipeline()
+    parameters = initial_parameters(parameters_file, list(params))
+    run = InKernelRun(widget_for(graph))
+    if display:
+        run.widget.show()
+
+    def target() -> None:
+        try:
+            run.result = run_pipeline(graph, parameters=parameters, workers=workers, run_id=run_id,
+                                      subscribers=[run.widget.status], cancel=run.cancel, **engine)
+        except BaseException as exc:  # handed to the waiting cell, or printed for a background run
+            run.error = exc
+        finally:
+            run.widget.finish()
+            if background:
+                if display:
+                    run.widget.publish()
+                _report(run)
+
+    run.thread = threading.Thread(target=target, name="magnus-run", daemon=True)
+    _LAST = run
+    run.thread.start()
+    if not background:
+        try:
+            run.wait()
+        finally:
+            if display:  # from the cell's own thread: the notebook file keeps the final DAG
+                run.widget.publish()
+        _report(run)
+    return run
+
+
+def _report(run: InKernelRun) -> None:
+    """One line on how the run ended and where its log is."""
+    if run.error is not None:  # a blocking run raised it to the cell already
+        print(f"the run stopped: {type(run.error).__name__}: {run.error}", file=sys.stderr)
+        return
+    result = run.result
+    if result is None:
+        return
+    try:
+        where = os.path.relpath(result.run_log_path)
+    except ValueError:
+        where = str(result.run_log_path)
+    print(f"run {result.run_id}: {result.status} · run log {where}")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
