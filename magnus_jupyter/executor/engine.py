@@ -354,7 +354,7 @@ class _Engine:
             except Exception as exc:  # an engine bug in one branch must not hang its siblings
                 log.exception("branch %s crashed", name)
                 self.warn(f"branch '{name}' stopped on an internal error: {type(exc).__name__}: {exc}")
-                self._update(logs[i], status=FAIL)
+                self._abandon(logs[i])
                 status = FAIL
             self.bus.publish(ev.BranchFinished(name, status))
             if status != SUCCESS and fail_fast and not children[i].cancelled:
@@ -381,6 +381,21 @@ class _Engine:
             shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
             return FAIL, f"branch{'es' if len(failed) > 1 else ''} failed: {shown}"
         return SUCCESS, ""
+
+    def _abandon(self, branch: dict[str, Any]) -> None:
+        """A crashed branch: it and any step it left PROCESSING end FAIL, so no log claims it still runs."""
+        with self.store.lock:
+            branch["status"] = FAIL
+            stack = [branch]
+            while stack:
+                for step in stack.pop()["steps"].values():
+                    if step["status"] == "PROCESSING":
+                        step["status"] = FAIL
+                    stack.extend(b for b in step["branches"].values() if b["status"] == "PROCESSING")
+                    for b in step["branches"].values():
+                        if b["status"] == "PROCESSING":
+                            b["status"] = FAIL
+        self.store.touch()
 
     def cancel(self, scopes: Iterable[_Scope], reason: str) -> None:
         """Cancel branches and everything under them; their running tasks are stopped in the pool."""
@@ -461,6 +476,9 @@ def run_pipeline(
         threading.Thread(target=watch, name="magnus-cancel", daemon=True).start()
     try:
         engine.run()
+    except BaseException:  # Ctrl-C or an engine bug: stop every branch before the pool closes
+        engine.cancel([engine.root], "the run was interrupted")
+        raise
     finally:
         finished.set()
         try:

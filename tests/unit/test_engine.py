@@ -881,3 +881,34 @@ def test_cli_params_reach_a_shell_task_and_a_failed_pipeline_exits_1(tmp_path: P
     bad = _cli(tmp_path, "p.yaml", "-p", "params.yaml", "--quiet")
     assert bad.returncode == 1
     assert "status:  FAIL" in bad.stdout
+
+
+def test_an_engine_error_in_one_branch_fails_that_branch_only(h: Harness,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from magnus_jupyter.executor.engine import _Engine
+
+    original = _Engine.task
+
+    def task(self: _Engine, step: Any, internal: str, *args: Any) -> tuple[str, str]:
+        if internal == "par.a.t":
+            raise RuntimeError("engine bug")
+        return original(self, step, internal, *args)
+
+    monkeypatch.setattr(_Engine, "task", task)
+    result = h.run(PARALLEL_TWO.format(policy="").replace("t.boom", "t.ok").replace("t.slow", "t.ok")
+                   .replace("boom", "t"))
+    steps = result.steps()
+    assert steps["par.a"] == FAIL and steps["par.a.t"] == FAIL  # never left PROCESSING
+    assert steps["par.b"] == SUCCESS and steps["par"] == FAIL
+    assert any("internal error: RuntimeError: engine bug" in w for w in result.warnings)
+
+
+def test_a_stub_pipeline_never_imports_the_pool_or_papermill(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(STUBS)
+    code = ("import sys; from magnus_jupyter.cli import main; code = main(['run', 'p.yaml', '--quiet']); "
+            "heavy = [m for m in ('papermill', 'multiprocessing', 'magnus_jupyter.executor.slots', "
+            "'nbclient', 'IPython') if m in sys.modules]; print('HEAVY', heavy); sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stdout
