@@ -25,6 +25,7 @@ MAIN = "(pipeline)"
 class _Lane:
     start: float
     step: str = ""
+    composite: bool = False  # waiting for its own branches, which have lanes of their own
     step_start: float = 0.0
     cells: tuple[int, int] | None = None
     done: int = 0
@@ -82,6 +83,7 @@ class TerminalProgress:
         lane = self._lanes.get(self._lane_of(event.internal_name))
         if lane is not None:
             lane.step, lane.step_start, lane.cells = event.internal_name, event.time, None
+            lane.composite = event.step_type in ("parallel", "map", "dag")
         self._draw()
 
     def _on_CellExecuted(self, event: ev.CellExecuted) -> None:
@@ -148,8 +150,8 @@ class TerminalProgress:
         width = max(40, shutil.get_terminal_size((100, 20)).columns - 1)
         lines = [f"{_seconds(clock - self._start)}  steps done {self._finished}"
                  + (f", failed {self._failed}" if self._failed else "")
-                 + f"  ·  running branches {max(0, len(self._lanes) - 1)}"]
-        lanes = [(n, lane) for n, lane in self._lanes.items() if lane.step]
+                 + f"  |  running branches {max(0, len(self._lanes) - 1)}"]
+        lanes = [(n, lane) for n, lane in self._lanes.items() if lane.step and not lane.composite]
         for name, lane in lanes[:12]:
             step = lane.step[len(name) + 1:] if name != MAIN else lane.step
             if lane.cells:
@@ -158,9 +160,9 @@ class TerminalProgress:
                 detail = f"[{'#' * fill}{'-' * (20 - fill)}] cell {done}/{total}"
             else:
                 detail = _seconds(clock - lane.step_start)
-            lines.append(f"  {name} › {step}  {detail}"[:width])
+            lines.append(f"  {name} > {step}  {detail}"[:width])
         if len(lanes) > 12:
-            lines.append(f"  … and {len(lanes) - 12} more branches")
+            lines.append(f"  ... and {len(lanes) - 12} more branches")
         self._clear()
         self.stream.write("\n".join(lines) + "\n")
         self.stream.flush()

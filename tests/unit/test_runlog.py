@@ -226,7 +226,8 @@ def test_live_progress_draws_a_bar_per_running_branch_and_clears_it_at_the_end()
     for event in events[:5]:
         progress(event)
     progress._draw(force=True)
-    assert "par.a › nb  [##########----------] cell 2/4" in stream.text
+    assert "par.a > nb  [##########----------] cell 2/4" in stream.text
+    assert "(pipeline) > par" not in stream.text  # a composite waiting for its branches has no lane
     for event in events[5:]:
         progress(event)
     assert "branch par.a" in stream.text and "FAIL    par.a.nb" in stream.text
