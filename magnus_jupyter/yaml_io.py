@@ -178,7 +178,11 @@ def parse_yaml(text: str, file: str | None = None) -> Any:
             return yaml.load(text, Loader=_DeepLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
+        problem = exc.problem or "invalid YAML"
+        if exc.context:  # e.g. "while scanning a quoted scalar (from line 2), found unexpected end of stream"
+            began = exc.context_mark
+            start = f" (from line {began.line + 1})" if began and mark and began.line != mark.line else ""
+            problem = f"{exc.context}{start}, {problem}"
         raise PipelineYAMLError(str(Problem(f"YAML syntax error: {problem}", file=file,
                                             line=mark.line + 1 if mark else None))) from None
     except yaml.YAMLError as exc:
@@ -267,7 +271,7 @@ class _Builder:
             if key != "dag":
                 self.problem(f"unknown top-level key {key!r}{_suggest(key, ('dag',))}; "
                              "a magnus pipeline file holds one key, 'dag'", line=_line(data, key))
-        self._report_duplicates(data, None)
+        self._report_duplicates(data, "the file")
         if "dag" not in data:
             if len(data) != 1 or not _suggest(next(iter(data)), ("dag",)):  # else the typo says it all
                 self.problem("no 'dag' key: the pipeline goes under 'dag:'", line=getattr(data, "line", 1))
@@ -279,7 +283,7 @@ class _Builder:
             self.problem(f"{what} must be a mapping with start_at and steps, found {_kind(data)}", line=line)
             return Pipeline(source=YamlSource(self.file, line))
         pipeline = Pipeline(source=_source(self.file, data, line))
-        self._report_duplicates(data, None, what)
+        self._report_duplicates(data, what)
         for key, value in data.items():
             if key == "steps":
                 continue
@@ -304,25 +308,28 @@ class _Builder:
             self.problem(f"steps in {what} must be a mapping of step name to step, found {_show(steps)}",
                          line=_line(data, "steps"))
         else:
-            self._report_duplicates(steps, prefix, "step name")
+            self._report_duplicates(steps, what, prefix, "step name")
             for name, body in steps.items():
                 step = self.step(name, body, prefix, _line(steps, name))
                 if step is not None:
                     pipeline.steps[step.name] = step
         return pipeline
 
-    def _report_duplicates(self, data: Any, path: str | None, what: str = "field") -> None:
-        """YAML itself lets a later key overwrite an earlier one silently; magnus users lose steps that way.
+    def _report_duplicates(self, data: Any, where: str, step: str | None = None,
+                           names: str | None = None) -> None:
+        """Plain YAML lets a later key silently replace an earlier one; magnus users lose steps that way.
 
-        ``path`` is the step holding the fields, or (for ``what == 'step name'``) the prefix of the steps.
+        ``names`` says what the keys are ("step name" or "branch name", else fields); step names
+        are reported as the duplicate step's own full name, other keys as ``step`` (if any).
         """
         for key, line in getattr(data, "duplicates", ()):
-            if what == "step name":
-                self.problem(f"step name {key!r} is given twice in the same pipeline; the names must differ",
-                             step=join_name(path or "", str(key)), line=line)
+            if names == "step name":
+                self.problem(f"step name {key!r} is given twice in {where}; the names must differ",
+                             step=join_name(step or "", str(key)), line=line)
+            elif names:
+                self.problem(f"{names} {key!r} is given twice in {where}", step=step, line=line)
             else:
-                where = f" of {what}" if what != "field" else ""
-                self.problem(f"{key!r} is given twice{where}", step=path, line=line)
+                self.problem(f"{key!r} is given twice in {where}", step=step, line=line)
 
     def step(self, name: Any, body: Any, prefix: str, line: int | None) -> Step | None:
         if not isinstance(name, str):
@@ -332,7 +339,7 @@ class _Builder:
         if not isinstance(body, dict):
             self.problem(f"a step must be a mapping with a 'type', found {_show(body)}", step=path, line=line)
             return None
-        self._report_duplicates(body, path)
+        self._report_duplicates(body, "the step", path)
         kind = body.get("type")
         cls = STEP_TYPES.get(kind) if isinstance(kind, str) else None
         if cls is None:
@@ -387,7 +394,7 @@ class _Builder:
         if not isinstance(branches, dict) or not branches:
             return self.problem(f"branches must be a mapping of branch name to pipeline, found "
                                 f"{_show(branches)}", step=path, line=_line(body, "branches"))
-        self._report_duplicates(branches, path, "branch name")
+        self._report_duplicates(branches, "the step", path, "branch name")
         for name, data in branches.items():
             if not isinstance(name, str):
                 self.problem(f"a branch name must be text, found {_show(name)}", step=path,

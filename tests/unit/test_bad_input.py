@@ -85,10 +85,16 @@ DEEP_LINE = DEEP_TEXT.splitlines().index(" " * (4 + 8 * 50) + "p50:") + 1
 
 CASES = [
     # -- not YAML, or not a pipeline at all
-    Case("tab-indent", "dag:\n  start_at: a\n\tsteps: {}\n", "YAML syntax error", line=3),
-    Case("unclosed-bracket", "dag:\n  start_at: a\n  steps: [a, b\n", "YAML syntax error", line=4),
-    Case("unclosed-quote", 'dag:\n  start_at: "a\n  steps: {}\n', "YAML syntax error", line=4),
-    Case("undefined-alias", "dag:\n  start_at: *nothing\n", "YAML syntax error", line=2),
+    Case("tab-indent", "dag:\n  start_at: a\n\tsteps: {}\n",
+         "found a tab character that violates indentation", line=3),
+    Case("unclosed-bracket", "dag:\n  start_at: a\n  steps: [a, b\n",
+         "YAML syntax error: while parsing a flow sequence (from line 3), did not find expected ',' or ']'",
+         line=4),
+    Case("unclosed-quote", 'dag:\n  start_at: "a\n  steps: {}\n',
+         "YAML syntax error: while scanning a quoted scalar (from line 2), found unexpected end of stream",
+         line=4),
+    Case("undefined-alias", "dag:\n  start_at: *nothing\n", "YAML syntax error: found undefined alias",
+         line=2),
     Case("empty-file", "", "the file is empty"),
     Case("comments-only", "# nothing here\n", "the file is empty"),
     Case("not-utf8", b"dag:\n  start_at: \xff\xfe\n", "not a UTF-8 text file"),
@@ -150,12 +156,29 @@ CASES = [
          "may not contain '%'", line=4, step="a%b"),
     Case("duplicate-step", dag(with_terminals("a:\n  type: stub\n  next: success\na:\n  type: stub\n"
                                               "  next: success")),
-         "step name 'a' is given twice in the same pipeline", line=7, step="a"),
+         "step name 'a' is given twice in the pipeline; the names must differ", line=7, step="a"),
     Case("duplicate-branch-step",
          branchy(with_terminals("x:\n  type: stub\n  next: success\nx:\n  type: stub\n  next: success")),
-         "step name 'x' is given twice", line=14, step="p.b.x"),
+         "step name 'x' is given twice in branch 'p.b'", line=14, step="p.b.x"),
     Case("duplicate-field", dag(with_terminals("a:\n  type: stub\n  next: success\n  next: fail")),
-         "'next' is given twice", line=7, step="a"),
+         "'next' is given twice in the step", line=7, step="a"),
+    Case("duplicate-branch", dag(with_terminals("""
+        a:
+          type: parallel
+          next: success
+          branches:
+            b: {start_at: x, steps: {x: {type: stub, next: ok}, ok: {type: success}, ko: {type: fail}}}
+            b: {start_at: y, steps: {y: {type: stub, next: ok}, ok: {type: success}, ko: {type: fail}}}""")),
+         "branch name 'b' is given twice in the step", line=9, step="a"),
+    Case("duplicate-start-at",
+         dag(with_terminals("a:\n  type: stub\n  next: success"), extra="  start_at: b\n"),
+         "'start_at' is given twice in the pipeline", line=3),
+    Case("duplicate-dag", "dag:\n  start_at: a\ndag:\n  start_at: b\n", "'dag' is given twice in the file",
+         line=3),
+    Case("two-documents", "dag: {}\n---\ndag: {}\n",
+         "expected a single document in the stream (from line 1), but found another document", line=2),
+    Case("dag-empty", "dag:\n", "the pipeline must be a mapping with start_at and steps, found nothing",
+         line=1),
     Case("map-no-iterate-on", dag(with_terminals("""
         a:
           type: map
