@@ -41,7 +41,8 @@ class PipelineError(Exception):
     def __str__(self) -> str:
         return self.message
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        # rebuilt from the message alone, so it crosses process boundaries intact
         return (self.__class__, (self.message,))
 
 
@@ -60,7 +61,7 @@ class ValidationError(PipelineError):
         head = "invalid pipeline" + (f" ({count} problems)" if count > 1 else "")
         super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type, tuple[list[Problem]]]:  # type: ignore[override]
         return (self.__class__, (self.problems,))
 
 

@@ -321,3 +321,17 @@ def test_error_messages_are_one_line_per_problem(tmp_path: Path) -> None:
     # a stub may carry any field (magnus allows it), so a typo'd 'next' shows up as a missing one
     assert lines[2] == f"  {path}:7: step 'b': missing 'next': a stub step must say which step follows it " \
         "('nxt' looks like a typo for it)"
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    return [cls] + [s for sub in cls.__subclasses__() for s in _all_subclasses(sub)]
+
+
+@pytest.mark.parametrize("cls", _all_subclasses(PipelineError), ids=lambda c: c.__name__)
+def test_every_pipeline_error_pickles(cls: type[PipelineError]) -> None:
+    """Errors cross process boundaries (workers, Dask); each must come back with the same message."""
+    exc = cls("pipeline.yaml:3: step 'a': something is wrong")
+    again = pickle.loads(pickle.dumps(exc))
+    assert type(again) is cls
+    assert str(again) == str(exc)
+    assert again.exit_code == exc.exit_code

@@ -224,7 +224,7 @@ def pipelines(draw: st.DrawFn, depth: int = 3) -> Pipeline:
     return pipeline
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pipelines())
 def test_random_valid_pipelines_round_trip_exactly(pipeline: Pipeline) -> None:
     assert [p for p in validate(pipeline) if not p.warning] == []
