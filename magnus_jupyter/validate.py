@@ -162,7 +162,7 @@ def _check_step(internal: str, step: Step) -> list[Problem]:
                 add(f"a map step needs '{key}'", key)
     for name in step.branches():
         if any(c in name for c in RESERVED_CHARACTERS) and not isinstance(step, Map):
-            add(f"branch name {name!r} may not contain '.' or '%'")
+            add(f"branch name {name!r} may not contain '.' or '%'", "branches")
     return out
 
 

@@ -391,7 +391,10 @@ class _Builder:
         branches = body.get("branches")
         if branches is None:
             return self.problem("a parallel step needs 'branches'", step=path, line=line)
-        if not isinstance(branches, dict) or not branches:
+        if branches == {}:
+            return self.problem("a parallel step needs at least one branch", step=path,
+                                line=_line(body, "branches"))
+        if not isinstance(branches, dict):
             return self.problem(f"branches must be a mapping of branch name to pipeline, found "
                                 f"{_show(branches)}", step=path, line=_line(body, "branches"))
         self._report_duplicates(branches, "the step", path, "branch name")
@@ -476,8 +479,11 @@ def _str_list(value: Any) -> str | None:
 
 
 def _catalog(value: Any) -> str | None:
-    if not isinstance(value, dict) or set(value) - {"get", "put"}:
+    if not isinstance(value, dict):
         return "must be a mapping with 'get' and/or 'put' lists"
+    for key in value:
+        if key not in ("get", "put"):
+            return f"takes only 'get' and 'put', not {key!r}{_suggest(key, ('get', 'put'))}"
     for key in ("get", "put"):
         if key in value and (not isinstance(value[key], list) or
                              not all(isinstance(v, str) for v in value[key])):

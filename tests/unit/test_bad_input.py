@@ -234,6 +234,22 @@ CASES = [
          "branches must be a mapping of branch name to pipeline, found a number 5", line=7, step="a"),
     Case("catalog-get-number", dag(with_terminals("a:\n  type: stub\n  next: success\n  catalog: {get: 3}")),
          "'get' must be a list of file patterns", line=7, step="a"),
+    Case("catalog-unknown-key",
+         dag(with_terminals("a:\n  type: stub\n  next: success\n  catalog: {get: [a], pot: [b]}")),
+         "catalog takes only 'get' and 'put', not 'pot' (did you mean 'put'?)", line=7, step="a"),
+    Case("branches-empty", dag(with_terminals("a:\n  type: parallel\n  next: success\n  branches: {}")),
+         "a parallel step needs at least one branch", line=7, step="a"),
+    Case("task-without-command", dag(with_terminals("a:\n  type: task\n  next: success")),
+         "a task needs a 'command'", line=4, step="a"),
+    Case("dag-without-branch", dag(with_terminals("a:\n  type: dag\n  next: success")),
+         "a dag step needs 'dag_definition' (a YAML file) or an inline 'branch'", line=4, step="a"),
+    Case("branch-name-with-dot", dag(with_terminals("""
+        a:
+          type: parallel
+          next: success
+          branches:
+            x.y: {start_at: s, steps: {s: {type: stub, next: ok}, ok: {type: success}, k: {type: fail}}}""")),
+         "branch name 'x.y' may not contain '.' or '%'", line=7, step="a"),
     Case("max-attempts-zero", dag(with_terminals("a:\n  type: task\n  command: m.f\n  next: success\n"
                                                  "  max_attempts: 0")),
          "max_attempts must be a whole number of at least 1", line=8, step="a"),
