@@ -246,3 +246,25 @@ def test_a_loaded_pipeline_pickles_with_its_locations(compat_dir: Path) -> None:
     assert step.source == pipeline.steps["step 1"].source
     assert step.source.line == 16
     assert step.source.line_of("on_failure") == 21
+
+
+TRICKY_NAMES = [
+    "<<", "=", "yes", "null", "~", "1", "- a", "a: b", "#x", "&a", "*a", "!t", "'q'", '"q"', "[x]", "{x}",
+    " lead", "trail ", "multi\nline", "?", "|", ">", "@x", "`x`", "tab\there", "\u2028sep", "---", "x #y",
+    "\ufeffbom", "emoji 🎉", "\x85nel",
+]
+
+
+def test_names_that_look_like_yaml_syntax_round_trip() -> None:
+    """Step names and stub values that YAML would read as something else must come back as text."""
+    pipeline = Pipeline(start_at=TRICKY_NAMES[0])
+    for index, name in enumerate(TRICKY_NAMES):
+        following = TRICKY_NAMES[index + 1] if index + 1 < len(TRICKY_NAMES) else "ok"
+        pipeline.add(Stub(name=name, next=following, extras={f"k{index}": name}))
+    pipeline.add(Success(name="ok"))
+    pipeline.add(Fail(name="ko"))
+    text = to_yaml(pipeline)
+    again = load_yaml(text)
+    assert again == pipeline
+    assert list(again.steps) == list(pipeline.steps)
+    assert to_yaml(again) == text
