@@ -34,20 +34,25 @@ class InKernelRun:
 
     widget: DagWidget
     cancel: threading.Event = field(default_factory=threading.Event)
+    ended: threading.Event = field(default_factory=threading.Event)  # set last thing by the run thread
     thread: threading.Thread | None = None
     result: RunResult | None = None
     error: BaseException | None = None
 
     @property
     def done(self) -> bool:
-        return self.thread is not None and not self.thread.is_alive()
+        return self.ended.is_set()
+
+    def _block(self) -> None:
+        # an Event, not Thread.join: a KeyboardInterrupt inside join() can leave the thread
+        # marked as stopped while it still runs (CPython gh-90882)
+        while not self.ended.wait(_POLL):
+            pass
 
     def wait(self) -> RunResult | None:
         """Block until the run ends; an interrupt cancels the run, waits for it to stop, then re-raises."""
-        assert self.thread is not None
         try:
-            while self.thread.is_alive():
-                self.thread.join(_POLL)
+            self._block()
         except KeyboardInterrupt:
             self.stop()
             print("interrupted: the run was cancelled, its tasks stopped", file=sys.stderr)
@@ -60,8 +65,7 @@ class InKernelRun:
         """Cancel the run and wait for its tasks to be killed (a second interrupt stops waiting)."""
         self.cancel.set()
         if self.thread is not None:
-            while self.thread.is_alive():
-                self.thread.join(_POLL)
+            self._block()
 
 
 _LAST: InKernelRun | None = None
@@ -100,7 +104,7 @@ def start(*, workers: int | None = None, parameters_file: str | None = None, par
     from .executor.engine import run_pipeline
     from .executor.params import initial_parameters
 
-    if _LAST is not None and _LAST.thread is not None and _LAST.thread.is_alive():
+    if _LAST is not None and _LAST.thread is not None and not _LAST.done:
         raise PipelineError(f"a run is still going on in the background (run "
                             f"{_LAST.widget.status.snapshot().run_id or 'starting'}); wait for it, or "
                             "cancel it with magnus_jupyter.running.last_run().stop()")
@@ -118,12 +122,14 @@ def start(*, workers: int | None = None, parameters_file: str | None = None, par
                                       subscribers=[run.widget.status], cancel=run.cancel, **engine)
         except BaseException as exc:  # handed to the waiting cell, or printed for a background run
             run.error = exc
-        finally:
+        try:
             run.widget.finish()
             if background:
                 if display:
                     run.widget.publish()
                 _report(run)
+        finally:
+            run.ended.set()  # whatever the view did, the cell must not wait forever
 
     run.thread = threading.Thread(target=target, name="magnus-run", daemon=True)
     _LAST = run

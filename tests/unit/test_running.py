@@ -1,0 +1,168 @@
+"""%magnus_run / %magnus_show in a real InteractiveShell, and the in-kernel run behind them.
+
+Real runs: cell steps become notebooks executed by papermill in worker
+processes, shell steps are subprocesses. Cancelling is checked on the
+processes themselves (the task's pid must be gone), never by timing.
+"""
+
+from __future__ import annotations
+
+import _thread
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.testing import globalipapp
+
+from magnus_jupyter import running
+from magnus_jupyter.declare import session
+from magnus_jupyter.yaml_io import load_yaml
+
+GUARD = 60.0  # seconds: a guard against hangs, never a timing expectation
+
+SLEEPY = """
+dag:
+  start_at: Both
+  steps:
+    Both:
+      type: parallel
+      next: After
+      branches:
+        a:
+          start_at: sleep
+          steps:
+            sleep: {type: task, command_type: shell, command: "echo $$ > pid_a; sleep 60", next: success}
+            success: {type: success}
+            fail: {type: fail}
+        b:
+          start_at: sleep
+          steps:
+            sleep: {type: task, command_type: shell, command: "echo $$ > pid_b; sleep 60", next: success}
+            success: {type: success}
+            fail: {type: fail}
+    After: {type: stub, next: success}
+    success: {type: success}
+    fail: {type: fail}
+"""
+
+
+@pytest.fixture
+def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """A real shell with the extension loaded, declaring into an empty session in a temp folder."""
+    monkeypatch.chdir(tmp_path)
+    globalipapp.start_ipython()  # returns the shell only on its first call in a process
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "magnus_jupyter")
+    session().reset()
+    yield shell
+    session().reset()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _wait_for(condition: object) -> None:
+    deadline = time.monotonic() + GUARD
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached within the guard time")
+        time.sleep(0.05)
+
+
+def _pids(folder: Path) -> list[int]:
+    return [int((folder / name).read_text()) for name in ("pid_a", "pid_b")]
+
+
+def test_cell_returns_reach_later_steps_end_to_end(ip: object, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    ip.run_cell_magic("magnus_step", '"Make" --returns x,label', "x = 41 + 1\nlabel = 'made'")
+    ip.run_cell_magic("magnus_step", '"Use" --shell',
+                      'export MAGNUS_PRM_Y=$((MAGNUS_PRM_x + 1)); export MAGNUS_PRM_SEEN="$MAGNUS_PRM_label"')
+    ip.run_cell_magic("magnus_step", '"Check"', "assert y == 43, y\nok = label == 'made'")
+    ip.run_line_magic("magnus_run", "--workers 2 --param start=1")
+    run = running.last_run()
+    assert run is not None and run.result is not None
+    assert run.result.status == "SUCCESS", run.result.steps()
+    assert run.result.parameters == {"start": 1, "x": 42, "label": "made", "y": 43, "seen": "made"}
+    log = json.loads(run.result.run_log_path.read_text())
+    assert log["status"] == "SUCCESS"
+    assert f"run {run.result.run_id}: SUCCESS" in capsys.readouterr().out
+    snap = run.widget.status.snapshot()
+    assert {snap.state(n) for n in ("Make", "Use", "Check")} == {"success"}
+    assert (tmp_path / snap.outputs["Make"][0]).is_file()  # the executed cell notebook, for its link
+
+
+def test_show_draws_the_declared_pipeline_all_pending(ip: object) -> None:
+    ip.run_cell_magic("magnus_step", '"Only" --stub', "# a placeholder")
+    widget = running.show()
+    assert widget.status.snapshot().run_id is None
+    assert 'data-state="pending"' in widget.last_svg and "Only" in widget.last_svg
+
+
+@pytest.mark.parametrize("line, message", [
+    ("--workers 0", "--workers must be at least 1"),
+    ("-p nowhere.yaml", "nowhere.yaml"),
+    ("--param novalue", "novalue"),
+    ("--bogus", "unrecognized arguments"),
+])
+def test_run_errors_are_one_usage_line(ip: object, line: str, message: str) -> None:
+    ip.run_cell_magic("magnus_step", '"Only" --stub', "# a placeholder")
+    with pytest.raises(UsageError) as caught:
+        ip.run_line_magic("magnus_run", line)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_run_with_nothing_declared_is_a_usage_error(ip: object) -> None:
+    with pytest.raises(UsageError, match="nothing is declared"):
+        ip.run_line_magic("magnus_run", "")
+    with pytest.raises(UsageError, match="nothing is declared"):
+        ip.run_line_magic("magnus_show", "")
+
+
+def test_background_run_returns_at_once_and_stop_kills_its_tasks(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = running.start(pipeline=load_yaml(SLEEPY), workers=2, background=True, display=False)
+    assert run.thread is not None and run.thread.is_alive()  # the call came back while tasks run
+    _wait_for(lambda: (tmp_path / "pid_a").is_file() and (tmp_path / "pid_b").is_file()
+              and all(p.read_text().strip() for p in (tmp_path / "pid_a", tmp_path / "pid_b")))
+    pids = _pids(tmp_path)
+    assert all(_alive(pid) for pid in pids)
+    with pytest.raises(Exception, match="still going on"):
+        running.start(pipeline=load_yaml(SLEEPY), background=True, display=False)
+    run.stop()
+    assert run.result is not None and run.result.status == "FAIL"
+    log = json.loads(run.result.run_log_path.read_text())
+    assert log["status"] == "FAIL" and any("cancelled" in w for w in log["warnings"])
+    assert "After" not in log["steps"]  # nothing started after the cancel
+    _wait_for(lambda: not any(_alive(pid) for pid in pids))
+    snap = run.widget.status.snapshot()
+    assert snap.state("Both.a.sleep") == "failed" and snap.state("After") == "skipped"
+
+
+def test_kernel_interrupt_cancels_a_blocking_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    def interrupt_when_running() -> None:
+        _wait_for(lambda: (tmp_path / "pid_b").is_file() and (tmp_path / "pid_b").read_text().strip())
+        _thread.interrupt_main()  # what the kernel's stop button does: KeyboardInterrupt in the cell
+
+    threading.Thread(target=interrupt_when_running, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        running.start(pipeline=load_yaml(SLEEPY), workers=2, display=False)
+    run = running.last_run()
+    assert run is not None and run.done and run.result is not None
+    assert run.result.status == "FAIL"
+    assert json.loads(run.result.run_log_path.read_text())["status"] == "FAIL"
+    _wait_for(lambda: not any(_alive(pid) for pid in _pids(tmp_path)))
