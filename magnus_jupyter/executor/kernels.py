@@ -17,7 +17,9 @@ import contextlib
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable
+from queue import Empty
 from typing import Any
 
 from jupyter_client import KernelManager
@@ -80,17 +82,33 @@ def start_kernel(kernel_name: str, send: Send, cwd: str | None = None) -> Kernel
 
 
 def _wait_ready(km: KernelManager) -> str | None:
-    """None when the kernel answered ``kernel_info``; otherwise why not."""
+    """None when the kernel answered ``kernel_info``; otherwise why not.
+
+    Not ``wait_for_ready``: that ends by draining IOPub until it is quiet for
+    0.2 s, and this client is thrown away anyway — a shell reply is enough.
+    """
     client = BlockingKernelClient(parent=km, **km.get_connection_info(session=True))
+    deadline = time.monotonic() + START_TIMEOUT
     try:
         client.start_channels()
-        client.wait_for_ready(timeout=START_TIMEOUT)
-    except Exception as exc:  # "Kernel died before replying", "Kernel didn't respond in N seconds"
-        return str(exc) or type(exc).__name__
+        while True:
+            msg_id = client.kernel_info()
+            try:
+                while True:
+                    reply = client.get_shell_msg(timeout=1)
+                    if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                        return None
+            except Empty:
+                pass
+            if not km.is_alive():
+                return "Kernel died before replying to kernel_info"
+            if time.monotonic() > deadline:
+                return f"Kernel didn't respond in {START_TIMEOUT:g} seconds"
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
     finally:
         with contextlib.suppress(Exception):
             client.stop_channels()
-    return None
 
 
 def shutdown_kernel(km: KernelManager, send: Send) -> None:

@@ -17,13 +17,15 @@ import ast
 import json
 import keyword
 import os
+import time
+from queue import Empty
 from typing import Any
 
 import nbformat
 import papermill
 from jupyter_client import KernelManager
 from nbclient.exceptions import CellExecutionError
-from nbclient.util import run_sync
+from nbclient.util import ensure_async, run_hook, run_sync
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
 from papermill.exceptions import PapermillExecutionError
@@ -70,6 +72,46 @@ class MagnusNotebookClient(PapermillNotebookClient):
         self.returns = list(returns or [])
         self.progress = progress
         self.collected = collected if collected is not None else {}
+
+    async def async_start_new_kernel_client(self) -> Any:
+        """Connect to the already running kernel without jupyter_client's 0.2 s IOPub flush.
+
+        ``wait_for_ready`` ends by draining IOPub until it stays quiet for 0.2 s, a
+        fixed cost per notebook. Enough here: a ``kernel_info`` reply on shell
+        plus any message on IOPub, which proves the subscription is live (nbclient
+        ignores stray messages of other requests).
+        """
+        assert self.km is not None
+        self.kc = self.km.client()
+        await ensure_async(self.kc.start_channels())
+        deadline = time.monotonic() + float(self.startup_timeout)
+        while True:
+            msg_id = self.kc.kernel_info()
+            if await self._reply_on_shell(msg_id):
+                try:
+                    await ensure_async(self.kc.get_iopub_msg(timeout=0.05))
+                    break
+                except Empty:
+                    pass  # the subscription is not live yet: ask again
+            if not await ensure_async(self.km.is_alive()):
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {self.startup_timeout} seconds")
+        self.kc.allow_stdin = False
+        await run_hook(self.on_notebook_start, notebook=self.nb)
+        return self.kc
+
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+    async def _reply_on_shell(self, msg_id: str) -> bool:
+        assert self.kc is not None
+        try:
+            while True:
+                msg = await ensure_async(self.kc.get_shell_msg(timeout=1))
+                if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                    return True
+        except Empty:
+            return False
 
     def papermill_execute_cells(self) -> None:
         """papermill's loop (stop at the first failing cell, keep its output) with our hooks around it."""

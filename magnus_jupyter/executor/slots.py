@@ -60,7 +60,7 @@ class _Job:
 
 
 class _Worker:
-    __slots__ = ("process", "conn", "job", "kernels", "kernel_ready", "eof", "hello")
+    __slots__ = ("process", "conn", "job", "kernels", "kernel_ready", "warming_since", "eof", "hello")
 
     def __init__(self, process: Any, conn: Connection) -> None:
         self.process = process
@@ -68,6 +68,7 @@ class _Worker:
         self.job: _Job | None = None
         self.kernels: set[int] = set()
         self.kernel_ready = False
+        self.warming_since = time.monotonic()  # when its current kernel began to boot
         self.eof = False  # pipe closed: the worker is dead or dying
         self.hello = False
 
@@ -166,6 +167,12 @@ class TaskSlots:
     @property
     def workers(self) -> int:
         return self._size
+
+    @property
+    def warm_kernels(self) -> int:
+        """How many idle workers have a kernel that already answered (benchmarks wait for this)."""
+        with self._lock:
+            return sum(1 for w in self._workers if w.kernel_ready and w.job is None)
 
     # ------------------------------------------------------------ workers
 
@@ -291,6 +298,8 @@ class TaskSlots:
             result.start_time = result.start_time or job.start_time
             result.end_time = result.end_time or _now()
             worker.job = None
+            if job.spec.kind == "notebook":
+                worker.warming_since = time.monotonic()
             finished.append((job, result))
 
     def _reap(self, worker: _Worker, finished: list[tuple[_Job, TaskResult]],
@@ -347,9 +356,12 @@ class TaskSlots:
                 continue  # the caller cancelled the future itself
             if not job.future.running() and not job.future.set_running_or_notify_cancel():
                 continue
-            # notebooks go where a kernel is already warm; other tasks leave warm kernels alone
+            # notebooks go where a kernel is warm (else booting longest); other tasks leave those alone
             wants_kernel = job.spec.kind == "notebook"
-            worker = max(idle, key=lambda w: w.kernel_ready == wants_kernel)
+            if wants_kernel:
+                worker = max(idle, key=lambda w: (w.kernel_ready, -w.warming_since))
+            else:
+                worker = max(idle, key=lambda w: (not w.kernel_ready, w.warming_since))
             try:
                 worker.conn.send(("task", job.id, job.spec))
             except (OSError, ValueError, EOFError):
