@@ -912,3 +912,84 @@ def test_a_stub_pipeline_never_imports_the_pool_or_papermill(tmp_path: Path) -> 
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout
+
+
+# ---- with the real task slots -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_slots() -> Any:
+    from magnus_jupyter.executor.slots import TaskSlots
+
+    with TaskSlots(3, warm_kernels=False) as pool:
+        yield pool
+
+
+def _real(tmp_path: Path, text: str, slots: Any, **kwargs: Any) -> RunResult:
+    return run_pipeline(load_yaml(textwrap.dedent(text).strip() + "\n"), cwd=tmp_path, slots=slots, **kwargs)
+
+
+def test_real_shell_tasks_see_the_map_value_as_parameter_and_map_variable(tmp_path: Path,
+                                                                          real_slots: Any) -> None:
+    result = _real(tmp_path, """
+        dag:
+          start_at: m
+          steps:
+            m:
+              type: map
+              iterate_on: xs
+              iterate_as: x
+              next: success
+              branch:
+                start_at: w
+                steps:
+                  w:
+                    type: task
+                    command_type: shell
+                    command: echo "$MAGNUS_MAP_VARIABLE" > "seen_$MAGNUS_PRM_x.json"
+                    next: success
+                  success: {type: success}
+                  fail: {type: fail}
+            success: {type: success}
+            fail: {type: fail}
+    """, real_slots, parameters={"xs": [1, 2]})
+    assert result.status == SUCCESS, result.steps()
+    assert json.loads((tmp_path / "seen_1.json").read_text()) == {"x": 1}
+    assert json.loads((tmp_path / "seen_2.json").read_text()) == {"x": 2}
+    assert result.parameters == {"xs": [1, 2]}  # the map value and the read-back copies do not leak
+
+
+def test_real_fail_fast_kills_a_running_sibling_task(tmp_path: Path, real_slots: Any) -> None:
+    result = _real(tmp_path, """
+        dag:
+          start_at: par
+          steps:
+            par:
+              type: parallel
+              failure_policy: fail_fast
+              next: success
+              branches:
+                a:
+                  start_at: wait then fail
+                  steps:
+                    wait then fail:
+                      type: task
+                      command_type: shell
+                      command: while [ ! -f started ]; do sleep 0.05; done; exit 1
+                      next: success
+                    success: {type: success}
+                    fail: {type: fail}
+                b:
+                  start_at: long
+                  steps:
+                    long: {type: task, command_type: shell, command: touch started && sleep 60, next: success}
+                    success: {type: success}
+                    fail: {type: fail}
+            success: {type: success}
+            fail: {type: fail}
+    """, real_slots)
+    steps = result.steps()
+    assert steps["par.a.wait then fail"] == FAIL
+    assert steps["par.b.long"] == FAIL
+    assert "fail_fast" in find(result.run_log, "par.b.long")["message"]
+    assert result.status == FAIL
