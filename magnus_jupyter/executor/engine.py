@@ -289,6 +289,8 @@ class _Engine:
             scope.running.add(spec.internal_name)
         try:
             future = slots.submit(spec)
+            if scope.cancelled:  # cancelled between our check and the submit: the pool had nothing to stop
+                slots.cancel(spec.internal_name)
             return future.result()
         except CancelledError:
             return TaskResult(FAIL, f"cancelled: {scope.reason or 'the task was cancelled'}")
