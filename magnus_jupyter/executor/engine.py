@@ -211,7 +211,7 @@ class _Engine:
         if step.notebook_output_path:
             out = self.cwd / step.notebook_output_path
             if scope.map_variable:
-                values = "_".join(str(v) for v in scope.map_variable.values())
+                values = _safe("_".join(str(v) for v in scope.map_variable.values()))
                 out = out.with_name(f"{out.stem}_{values}{out.suffix or '.ipynb'}")
         else:
             out = folder / f"{_safe(internal)}_out.ipynb"  # map values are part of the internal name
