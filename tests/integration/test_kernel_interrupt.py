@@ -1,0 +1,87 @@
+"""The kernel's stop button cancels a blocking %magnus_run: tasks killed, run log FAIL.
+
+A real ipykernel started with jupyter_client; the interrupt is the one the
+front end sends. The task's shell records its pid, so the test can check the
+process is gone rather than trusting a status string.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from jupyter_client.manager import start_new_kernel
+
+GUARD = 120.0  # seconds: a guard against hangs, never a timing expectation
+
+SETUP = textwrap.dedent("""
+    %load_ext magnus_jupyter
+""")
+DECLARE = textwrap.dedent("""\
+    %%magnus_parallel "Both"
+    a: `echo $$ > pid_a; sleep 120`
+    b: `echo $$ > pid_b; sleep 120`
+""")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _execute(client: object, code: str) -> tuple[dict, list[dict]]:
+    msg_id = client.execute(code)  # type: ignore[attr-defined]
+    outputs = []
+    while True:
+        msg = client.get_iopub_msg(timeout=GUARD)  # type: ignore[attr-defined]
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        outputs.append(msg)
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    reply = client.get_shell_msg(timeout=GUARD)  # type: ignore[attr-defined]
+    return reply["content"], outputs
+
+
+@pytest.mark.slow
+def test_interrupt_cancels_the_run_and_kills_its_tasks(tmp_path: Path) -> None:
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        reply, _ = _execute(client, SETUP)
+        assert reply["status"] == "ok"
+        reply, _ = _execute(client, DECLARE)
+        assert reply["status"] == "ok", reply
+        msg_id = client.execute("%magnus_run --workers 2")
+        deadline = time.monotonic() + GUARD
+        pid_files = [tmp_path / "pid_a", tmp_path / "pid_b"]
+        while not all(p.is_file() and p.read_text().strip() for p in pid_files):
+            assert time.monotonic() < deadline, "the tasks never started"
+            time.sleep(0.1)
+        pids = [int(p.read_text()) for p in pid_files]
+        assert all(_alive(pid) for pid in pids)
+        manager.interrupt_kernel()
+        while True:
+            reply = client.get_shell_msg(timeout=GUARD)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        assert reply["content"]["status"] == "error"
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
+        logs = list((tmp_path / ".run_log_store").glob("*.json"))
+        assert len(logs) == 1
+        log = json.loads(logs[0].read_text())
+        assert log["status"] == "FAIL" and any("cancelled" in w for w in log["warnings"])
+        while any(_alive(pid) for pid in pids):
+            assert time.monotonic() < deadline, "a cancelled task is still running"
+            time.sleep(0.1)
+        reply, _ = _execute(client, "print('the kernel lives on')")  # the kernel itself survived
+        assert reply["status"] == "ok"
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
