@@ -59,8 +59,8 @@ class YamlSource(Source):
         return self.key_lines.get(key, self.line)
 
 
-class _KeyError(Exception):
-    """Raised inside the constructor; ``parse_yaml`` turns it into a located PipelineYAMLError."""
+class _LocatedError(Exception):
+    """Raised while constructing; ``parse_yaml`` turns it into a located PipelineYAMLError."""
 
     def __init__(self, message: str, line: int) -> None:
         super().__init__(message, line)
@@ -88,6 +88,17 @@ class _FastResolver:
         if kind is yaml.MappingNode:
             return self.DEFAULT_MAPPING_TAG
         return self.DEFAULT_SEQUENCE_TAG
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        """PyYAML's constructors raise bare ValueError & co. for e.g. ``!!int next``: give them a line."""
+        try:
+            return super().construct_object(node, deep)  # type: ignore[misc]
+        except (yaml.YAMLError, _LocatedError, RecursionError):
+            raise
+        except Exception:  # noqa: BLE001 - any constructor failure is the file's fault
+            tag = "!!" + node.tag.rsplit(":", 1)[-1] if node.tag.startswith("tag:yaml.org") else node.tag
+            shown = repr(node.value) if isinstance(node, yaml.ScalarNode) else f"this {node.id}"
+            raise _LocatedError(f"cannot read {shown} as {tag}", node.start_mark.line + 1) from None
 
 
 class _Loader(_FastResolver, _BaseLoader):  # type: ignore[misc, valid-type]
@@ -136,7 +147,8 @@ def _construct_mapping(loader: Any, node: yaml.MappingNode) -> _Mapping:
             try:
                 hash(key)
             except TypeError:
-                raise _KeyError("a mapping key must be plain text", key_node.start_mark.line + 1) from None
+                line = key_node.start_mark.line + 1
+                raise _LocatedError("a mapping key must be plain text", line) from None
         line = key_node.start_mark.line + 1
         if index >= merged:  # a merged key overridden here is no duplicate
             if key in own_keys:
@@ -187,7 +199,7 @@ def parse_yaml(text: str, file: str | None = None) -> Any:
                                             line=mark.line + 1 if mark else None))) from None
     except yaml.YAMLError as exc:
         raise PipelineYAMLError(str(Problem(f"YAML error: {exc}", file=file))) from None
-    except _KeyError as exc:
+    except _LocatedError as exc:
         raise PipelineYAMLError(str(Problem(exc.message, file=file, line=exc.line))) from None
     except RecursionError:
         raise PipelineYAMLError(str(Problem("nested too deeply to read", file=file))) from None

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from magnus_jupyter.errors import PipelineError, PipelineYAMLError, ValidationError
+from magnus_jupyter.validate import validate
 from magnus_jupyter.yaml_io import load_yaml
 
 TIMEOUT = 30  # seconds per subprocess: a hang fails the test instead of stalling the suite
@@ -94,6 +97,12 @@ CASES = [
          "YAML syntax error: while scanning a quoted scalar (from line 2), found unexpected end of stream",
          line=4),
     Case("undefined-alias", "dag:\n  start_at: *nothing\n", "YAML syntax error: found undefined alias",
+         line=2),
+    Case("bad-int-tag", dag(with_terminals("a:\n  type: stub\n  next: !!int next")),
+         "cannot read 'next' as !!int", line=6),
+    Case("bad-timestamp-tag", "dag:\n  start_at: !!timestamp x\n", "cannot read 'x' as !!timestamp", line=2),
+    Case("python-tag", "dag:\n  start_at: !!python/object/apply:os.system [echo hi]\n",
+         "could not determine a constructor for the tag 'tag:yaml.org,2002:python/object/apply:os.system'",
          line=2),
     Case("empty-file", "", "the file is empty"),
     Case("comments-only", "# nothing here\n", "the file is empty"),
@@ -351,3 +360,46 @@ def test_every_pipeline_error_pickles(cls: type[PipelineError]) -> None:
     assert type(again) is cls
     assert str(again) == str(exc)
     assert again.exit_code == exc.exit_code
+
+
+# ---- fuzz: any mangled pipeline gives a PipelineError or loads, never another exception ----------
+
+COMPAT = Path(__file__).resolve().parents[2].parent / "shared" / "compat" / "magnus-0.5"
+SEEDS = [p.read_text(encoding="utf-8") for p in sorted(COMPAT.glob("*.yaml"))
+         if not p.name.endswith(".params.yaml")]
+TOKENS = [" ", "\t", ":", "- ", "[", "]", "{", "}", '"', "'", "&a ", "*a", "<<: *a", "!!int ", "!!binary ",
+          "!!timestamp ", "!!set ", "? ", "|", ">", "#", "\n", "null", "3", "type: map", "type: dag",
+          "branches:", "branch:", "next:", "%", ".", "~", "!!python/name:os.system ", "---", "...", "\x00"]
+TAGS = ["!!int", "!!float", "!!bool", "!!null", "!!timestamp", "!!binary", "!!set", "!!omap", "!!seq",
+        "!!map", "!!str", "!local", "!!python/tuple"]
+
+
+@st.composite
+def mangled(draw: st.DrawFn) -> str:
+    lines = draw(st.sampled_from(SEEDS)).split("\n")
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(lines) - 1))
+        op = draw(st.sampled_from(["delete", "insert", "duplicate", "cut", "tag"]))
+        if op == "delete" and len(lines) > 1:
+            del lines[at]
+        elif op == "insert":
+            col = draw(st.integers(0, len(lines[at])))
+            lines[at] = lines[at][:col] + draw(st.sampled_from(TOKENS)) + lines[at][col:]
+        elif op == "duplicate":
+            lines.insert(at, lines[draw(st.integers(0, len(lines) - 1))])
+        elif op == "cut":
+            lines[at] = lines[at][: draw(st.integers(0, len(lines[at])))]
+        elif ": " in lines[at]:  # an explicit tag on a value, e.g. ``next: !!int step 2``
+            key, value = lines[at].split(": ", 1)
+            lines[at] = f"{key}: {draw(st.sampled_from(TAGS))} {value}"
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(mangled())
+def test_mangled_pipelines_fail_only_with_pipeline_errors(text: str) -> None:
+    try:
+        validate(load_yaml(text))
+    except PipelineError as exc:
+        assert "Traceback" not in str(exc)
+        assert str(pickle.loads(pickle.dumps(exc))) == str(exc)
