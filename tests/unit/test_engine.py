@@ -993,3 +993,51 @@ def test_real_fail_fast_kills_a_running_sibling_task(tmp_path: Path, real_slots:
     assert steps["par.b.long"] == FAIL
     assert "fail_fast" in find(result.run_log, "par.b.long")["message"]
     assert result.status == FAIL
+
+
+@pytest.mark.slow
+def test_real_notebooks_in_a_map_get_the_value_keep_outputs_apart_and_report_cells(tmp_path: Path) -> None:
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("x = 0\nscale = 1")
+    params.metadata["tags"] = ["parameters"]
+    notebook.cells = [params, nbformat.v4.new_code_cell("total = x * scale"),
+                      nbformat.v4.new_code_cell("print(total)")]
+    nbformat.write(notebook, tmp_path / "square.ipynb")
+    events: list[ev.Event] = []
+    result = run_pipeline(load_yaml(textwrap.dedent("""
+        dag:
+          start_at: m
+          steps:
+            m:
+              type: map
+              iterate_on: xs
+              iterate_as: x
+              next: success
+              branch:
+                start_at: nb
+                steps:
+                  nb:
+                    type: task
+                    command_type: notebook
+                    command: square.ipynb
+                    returns: [total]
+                    next: success
+                  success: {type: success}
+                  fail: {type: fail}
+            success: {type: success}
+            fail: {type: fail}
+    """).strip() + "\n"), parameters={"xs": [3, 4], "scale": 10}, cwd=tmp_path, workers=2,
+                          subscribers=[events.append])
+    assert result.status == SUCCESS, result.steps()
+    assert result.parameters["total"] in (30, 40)  # both iterations write it: the last to finish wins
+    assert any("'total'" in w for w in result.warnings)
+    for x in (3, 4):
+        out = result.catalog_path / f"m.{x}.nb_out.ipynb"
+        executed = nbformat.read(out, as_version=4)
+        assert f"{x * 10}" in json.dumps(executed.cells[-1].outputs)  # the map value was injected
+        names = {e["name"] for e in find(result.run_log, f"m.{x}.nb")["data_catalog"]}
+        assert out.name in names
+    cells = [e for e in events if isinstance(e, ev.CellExecuted) and e.internal_name == "m.3.nb"]
+    assert cells and cells[-1].done == cells[-1].total
