@@ -269,3 +269,51 @@ def test_status_and_picture_stay_free_of_ipywidgets() -> None:
                          check=True, cwd=ROOT)
     loaded = {m.split(".")[0] for m in out.stdout.split()}
     assert not loaded & {"ipywidgets", "papermill", "graphviz", "nbclient"}
+
+
+def test_a_running_notebook_shows_its_cells_in_its_branch_bar(tmp_path: Path) -> None:
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                                  "display_name": "Python 3"}})
+    notebook.cells = [nbformat.v4.new_code_cell("n = 1", metadata={"tags": ["parameters"]})]
+    notebook.cells += [nbformat.v4.new_code_cell(f"print('cell {i}', n)") for i in range(3)]
+    nbformat.write(notebook, tmp_path / "cells.ipynb")
+    pipeline = load_yaml("""
+dag:
+  start_at: Fan
+  steps:
+    Fan:
+      type: parallel
+      next: success
+      branches:
+        nb:
+          start_at: Cells
+          steps:
+            Cells: {type: task, command_type: notebook, command: cells.ipynb, next: success}
+            success: {type: success}
+            fail: {type: fail}
+    success: {type: success}
+    fail: {type: fail}
+""")
+    widget = DagWidget(pipeline, link_base=tmp_path)
+    seen: list[tuple[tuple[int, int] | None, float, str]] = []
+
+    def on_cell(status: RunStatus, event: ev.Event | None) -> None:
+        if isinstance(event, ev.CellExecuted):
+            snap = status.snapshot()
+            lane = next(lane for lane in snap.lanes if lane.prefix == "Fan.nb")
+            value, detail = widget._progress(lane, snap, {t.internal: t for t in snap.running})
+            seen.append((snap.running[0].cells, value, detail))
+
+    widget.status.subscribe(on_cell)
+    result = run_pipeline(pipeline, cwd=tmp_path, workers=1, subscribers=[widget.status])
+    assert result.status == "SUCCESS"
+    assert seen, "no CellExecuted event reached the status"
+    cells, value, detail = seen[-1]
+    assert cells is not None and cells[0] == cells[1] >= 3
+    assert value == pytest.approx(1.0) and f"Cells: cell {cells[0]}/{cells[1]}" in detail
+    assert [c for c, _, _ in seen] == sorted(c for c, _, _ in seen)  # cells only move forward
+    notebook_out, log = widget.status.snapshot().outputs["Fan.nb.Cells"]
+    assert notebook_out and Path(notebook_out).is_file() and log and "cell 2 1" in Path(log).read_text()
+    assert re.search(r'xlink:href="[^"]*_out\.ipynb"', widget.last_svg)
