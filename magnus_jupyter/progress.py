@@ -191,6 +191,8 @@ def summary_table(run_log: dict[str, Any], limit: int = 60) -> str:
         note = (f"{len(rows)} steps and branches: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
                 + (f"; showing the {len(kept)} not successful" if kept else ""))
         rows = kept
+        if not rows:
+            return note
     else:
         note = ""
     head = ("step", "type", "status", "tries", "time", "message")

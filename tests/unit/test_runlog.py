@@ -232,3 +232,13 @@ def test_live_progress_draws_a_bar_per_running_branch_and_clears_it_at_the_end()
         progress(event)
     assert "branch par.a" in stream.text and "FAIL    par.a.nb" in stream.text
     assert progress._shown == 0  # the live block was cleared
+
+
+def test_a_long_run_summary_lists_only_what_did_not_succeed() -> None:
+    steps = {f"s{i}": R.step_log(f"s{i}", f"s{i}", "stub") | {"status": "SUCCESS"} for i in range(100)}
+    assert summary_table({"steps": steps}) == "100 steps and branches: 100 SUCCESS"
+    steps["s7"] = steps["s7"] | {"status": "FAIL", "message": "exit status 1\nmore"}
+    table = summary_table({"steps": steps}).splitlines()
+    assert table[0].split() == ["step", "type", "status", "tries", "time", "message"]
+    assert table[2].split() == ["s7", "stub", "FAIL", "exit", "status", "1"]
+    assert table[-1] == "100 steps and branches: 1 FAIL, 99 SUCCESS; showing the 1 not successful"
