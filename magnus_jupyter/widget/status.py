@@ -153,7 +153,7 @@ class RunStatus:
         if e.step_type == "task":
             self._running[e.internal_name] = Running(e.internal_name, e.name, e.time)
 
-    def _on_AttemptStarted(self, e: Any) -> None:
+    def _on_AttemptStarted(self, e: ev.AttemptStarted) -> None:
         task = self._running.get(e.internal_name)
         if task is not None:
             task.attempt, task.log_path, task.notebook = e.attempt, e.log_path, e.output_notebook
