@@ -46,6 +46,7 @@ class RunResult:
     catalog_path: Path
     warnings: list[str] = field(default_factory=list)
     run_log: dict[str, Any] = field(default_factory=dict, repr=False)
+    run_log_writes: int = 0  # files written for the run log: coalesced, so far fewer than steps
 
     @property
     def ok(self) -> bool:
@@ -493,7 +494,7 @@ def run_pipeline(
             store.close()
     data = store.data
     result = RunResult(store.run_id, data["status"], params.snapshot(), store.path, catalog.folder,
-                       list(data["warnings"]), data)
+                       list(data["warnings"]), data, store.writes)
     bus.publish(ev.RunFinished(result.run_id, result.status, result.parameters, str(result.run_log_path),
                                str(result.catalog_path), tuple(result.warnings)))
     return result

@@ -602,7 +602,7 @@ def test_writes_from_one_branch_in_nested_fan_outs_are_no_conflict_at_the_outer_
 # ---- run log, catalog, events ---------------------------------------------------------------
 
 
-def test_the_run_log_has_magnus_structure_and_leaves_no_temp_files(h: Harness) -> None:
+def test_the_run_log_has_magnus_structure_and_is_written_coalesced(h: Harness) -> None:
     steps = "\n".join(f"    s{i}: {{type: stub, next: s{i + 1}}}" for i in range(300))
     text = f"dag:\n  start_at: s0\n  steps:\n{steps}\n    s300: {{type: success}}\n    fail: {{type: fail}}\n"
     result = h.run(text, run_id="fixed-id", write_interval=3600)
@@ -618,6 +618,8 @@ def test_the_run_log_has_magnus_structure_and_leaves_no_temp_files(h: Harness) -
     assert set(attempt) >= {"attempt_number", "start_time", "end_time", "duration", "status", "message"}
     assert len(data["steps"]) == 301
     assert sorted(p.name for p in path.parent.iterdir()) == ["fixed-id.json"]  # no temp files left
+    # coalesced: the creation, at most one background write (the next would wait an hour), the final one
+    assert 2 <= result.run_log_writes <= 3
     assert h.slots is None  # stubs never start the pool
 
 
