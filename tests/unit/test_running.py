@@ -90,11 +90,13 @@ def test_cell_returns_reach_later_steps_end_to_end(ip: object, tmp_path: Path,
     ip.run_cell_magic("magnus_step", '"Use" --shell',
                       'export MAGNUS_PRM_Y=$((MAGNUS_PRM_x + 1)); export MAGNUS_PRM_SEEN="$MAGNUS_PRM_label"')
     ip.run_cell_magic("magnus_step", '"Check"', "assert y == 43, y\nok = label == 'made'")
-    ip.run_line_magic("magnus_run", "--workers 2 --param start=1")
+    (tmp_path / "params.yaml").write_text("start: 0\nfrom_file: [1, 2]\n", encoding="utf-8")
+    ip.run_line_magic("magnus_run", "--workers 2 -p params.yaml --param start=1")
     run = running.last_run()
     assert run is not None and run.result is not None
     assert run.result.status == "SUCCESS", run.result.steps()
-    assert run.result.parameters == {"start": 1, "x": 42, "label": "made", "y": 43, "seen": "made"}
+    assert run.result.parameters == {"start": 1, "from_file": [1, 2], "x": 42, "label": "made", "y": 43,
+                                     "seen": "made"}
     log = json.loads(run.result.run_log_path.read_text())
     assert log["status"] == "SUCCESS"
     assert f"run {run.result.run_id}: SUCCESS" in capsys.readouterr().out
