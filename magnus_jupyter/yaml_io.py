@@ -452,6 +452,9 @@ class _Builder:
             self.problem(f"dag_definition {ref!r} includes itself ({chain})", step=path, line=line)
             return None
         label = ref if self.file is None else str(Path(self.file).parent / ref)
+        if target.exists() and not target.is_file():  # a folder, or /dev/zero: nothing to read, or no end
+            self.problem(f"dag_definition {ref!r} is not a regular file", step=path, line=line)
+            return None
         try:
             data = parse_yaml(read_text(target), label)
         except PipelineYAMLError as exc:

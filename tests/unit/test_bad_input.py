@@ -273,6 +273,15 @@ CASES = [
     Case("dag-definition-self", dag(with_terminals("a:\n  type: dag\n  dag_definition: pipeline.yaml\n"
                                                    "  next: success")),
          "dag_definition 'pipeline.yaml' includes itself", line=6, step="a"),
+    Case("dag-definition-cycle",
+         dag(with_terminals("a:\n  type: dag\n  dag_definition: inner.yaml\n  next: success")),
+         "dag_definition 'pipeline.yaml' includes itself (pipeline.yaml -> inner.yaml -> pipeline.yaml)",
+         line=6, step="a.dag.x", file="inner.yaml",
+         files={"inner.yaml": dag(with_terminals("x:\n  type: dag\n  dag_definition: pipeline.yaml\n"
+                                                 "  next: success"), start_at="x")}),
+    Case("dag-definition-device", dag(with_terminals("a:\n  type: dag\n  dag_definition: /dev/zero\n"
+                                                     "  next: success")),
+         "dag_definition '/dev/zero' is not a regular file", line=6, step="a"),
     Case("dag-definition-bad-inner",
          dag(with_terminals("a:\n  type: dag\n  dag_definition: inner.yaml\n  next: success")),
          "next names 'ghost'", line=6, step="a.dag.x", file="inner.yaml",

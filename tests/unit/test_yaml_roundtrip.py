@@ -268,3 +268,27 @@ def test_names_that_look_like_yaml_syntax_round_trip() -> None:
     assert again == pipeline
     assert list(again.steps) == list(pipeline.steps)
     assert to_yaml(again) == text
+
+
+def test_dag_definition_files_load_relative_to_the_file_naming_them(tmp_path: Path) -> None:
+    """A nested file's own dag_definition is found next to it; writing keeps the reference, not a copy."""
+    (tmp_path / "sub").mkdir()
+
+    def write(path: Path, start: str, step: str) -> None:
+        path.write_text(f"dag:\n  start_at: {start}\n  steps:\n    {start}: {step}\n"
+                        "    ok: {type: success}\n    ko: {type: fail}\n", encoding="utf-8")
+
+    write(tmp_path / "sub" / "leaf.yaml", "y", "{type: stub, next: ok}")
+    write(tmp_path / "sub" / "inner.yaml", "x", "{type: dag, dag_definition: leaf.yaml, next: ok}")
+    main = tmp_path / "main.yaml"
+    write(main, "a", "{type: dag, dag_definition: sub/inner.yaml, next: ok}")
+    pipeline = load_yaml(main)
+    inner = ["a.dag.x", "a.dag.x.dag.y", "a.dag.x.dag.ok", "a.dag.x.dag.ko", "a.dag.ok", "a.dag.ko"]
+    assert sorted(name for name, _, _ in pipeline.walk()) == sorted(["a", *inner, "ok", "ko"])
+    text = to_yaml(pipeline)
+    assert yaml.safe_load(text)["dag"]["steps"]["a"] == {"type": "dag", "dag_definition": "sub/inner.yaml",
+                                                         "next": "ok"}
+    copy = tmp_path / "copy.yaml"
+    copy.write_text(text, encoding="utf-8")
+    assert load_yaml(copy) == pipeline
+    assert to_yaml(load_yaml(copy)) == text
