@@ -292,3 +292,14 @@ def test_dag_definition_files_load_relative_to_the_file_naming_them(tmp_path: Pa
     copy.write_text(text, encoding="utf-8")
     assert load_yaml(copy) == pipeline
     assert to_yaml(load_yaml(copy)) == text
+
+
+@pytest.mark.parametrize("name", ["dag.yaml", "dag_pipeline.yaml", "dag: odd.yaml", "{x}.yaml"])
+def test_relative_paths_that_look_like_yaml_are_read_as_files(name: str, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A string is YAML text only if it has a newline, or starts like a pipeline and names no file."""
+    (tmp_path / name).write_text(UNREACHABLE, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert "orphan" in load_yaml(name).steps
+    one_line = "dag: {start_at: a, steps: {a: {type: stub, next: s}, s: {type: success}, f: {type: fail}}}"
+    assert list(load_yaml(one_line).steps) == ["a", "s", "f"]
