@@ -14,10 +14,13 @@ Worker-only module: it imports jupyter_client.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from queue import Empty
 from typing import Any
@@ -25,6 +28,7 @@ from typing import Any
 from jupyter_client import KernelManager
 from jupyter_client.blocking import BlockingKernelClient
 from jupyter_client.kernelspec import NoSuchKernel
+from jupyter_core.paths import jupyter_runtime_dir
 
 from .runners import TaskError
 
@@ -54,9 +58,13 @@ def start_kernel(kernel_name: str, send: Send, cwd: str | None = None) -> Kernel
     """Launch a kernel and wait until it answers; retry transient failures."""
     errors: list[str] = []
     for _ in range(START_ATTEMPTS):
-        # nbclient drives the kernel through an asyncio client, so hand it one
+        # nbclient drives the kernel through an asyncio client, so hand it one; the connection
+        # file goes where Jupyter keeps them (not a stray /tmp/tmpXXXX.json)
+        runtime = jupyter_runtime_dir()
+        os.makedirs(runtime, exist_ok=True)
         km = KernelManager(kernel_name=kernel_name,
-                           client_class="jupyter_client.asynchronous.AsyncKernelClient")
+                           client_class="jupyter_client.asynchronous.AsyncKernelClient",
+                           connection_file=os.path.join(runtime, f"kernel-magnus-{uuid.uuid4()}.json"))
         with tempfile.TemporaryFile() as stderr:
             try:
                 km.start_kernel(extra_arguments=KERNEL_ARGUMENTS, stdout=subprocess.DEVNULL, stderr=stderr,
@@ -69,7 +77,7 @@ def start_kernel(kernel_name: str, send: Send, cwd: str | None = None) -> Kernel
                 continue
             pid = _pid(km)
             if pid is not None:
-                send(("kernel", pid, True))
+                send(("kernel", pid, True, km.connection_file))
             problem = _wait_ready(km)
             if problem is None:
                 return km
@@ -112,14 +120,21 @@ def _wait_ready(km: KernelManager) -> str | None:
 
 
 def shutdown_kernel(km: KernelManager, send: Send) -> None:
-    """Kill at once: the kernel has run its one notebook, nothing in it needs a clean exit."""
+    """SIGKILL at once: the kernel ran its one notebook, nothing in it needs a clean exit.
+
+    Not ``km.shutdown_kernel(now=True)``: that polls every 0.1 s for the exit,
+    which this worker's next task would wait for.
+    """
     pid = _pid(km)
-    with contextlib.suppress(Exception):
-        km.shutdown_kernel(now=True)
+    if pid is not None:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)  # the kernel leads its own session
+        with contextlib.suppress(Exception):
+            km.provisioner.process.wait(timeout=5)  # type: ignore[union-attr]
     with contextlib.suppress(Exception):
         km.cleanup_resources()
     if pid is not None:
-        send(("kernel", pid, False))
+        send(("kernel", pid, False, km.connection_file))
 
 
 class _Warming:

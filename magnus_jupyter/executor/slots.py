@@ -34,7 +34,6 @@ from .task import FAIL, TaskResult, TaskSpec
 ProgressCallback = Callable[[str, int, int], None]
 
 _PRELOAD = ["magnus_jupyter.executor._preload"]
-_STOP_GRACE = 3.0  # seconds idle workers get to shut their kernels down on close()
 _MAX_EARLY_DEATHS = 3  # workers dying before saying hello, in a row, before the pool gives up
 
 _pools_lock = threading.Lock()
@@ -66,7 +65,7 @@ class _Worker:
         self.process = process
         self.conn = conn
         self.job: _Job | None = None
-        self.kernels: set[int] = set()
+        self.kernels: dict[int, str] = {}  # kernel pid -> its connection file
         self.kernel_ready = False
         self.warming_since = time.monotonic()  # when its current kernel began to boot
         self.eof = False  # pipe closed: the worker is dead or dying
@@ -192,8 +191,7 @@ class TaskSlots:
     def _kill(self, worker: _Worker) -> None:
         """SIGKILL a worker's process group and its kernels; a fresh worker takes the slot."""
         _kill_group(worker.pid)
-        for pid in worker.kernels:
-            _kill_group(pid)
+        _kill_kernels(worker)
         if worker in self._workers:
             self._workers.remove(worker)
             self._dying.append(worker)
@@ -207,24 +205,19 @@ class TaskSlots:
             self._broken = f"cannot start a worker process: {type(exc).__name__}: {exc}"
 
     def _shutdown_workers(self, pending: list[_Job]) -> None:
-        """Kill busy workers at once, let idle ones close their kernels, then kill what is left."""
+        """SIGKILL every worker group and kernel at once: nothing in them needs a clean exit.
+
+        A graceful stop would wait for kernels still booting; killing takes milliseconds.
+        """
         workers = self._workers + self._dying
-        for worker in self._workers:
-            if worker.job is not None:
-                _kill_group(worker.pid)
-            else:
-                with contextlib.suppress(OSError, ValueError):
-                    worker.conn.send(("stop",))
-        deadline = time.monotonic() + _STOP_GRACE
         for worker in workers:
-            worker.process.join(max(0.0, deadline - time.monotonic()))
+            self._drain(worker, [], [])
+            _kill_group(worker.pid)
+            _kill_kernels(worker)
         for worker in workers:
-            self._drain(worker, [], [])  # kernel pids announced at the last moment
-            if worker.process.exitcode is None:
-                _kill_group(worker.pid)
-            for pid in worker.kernels:
-                _kill_group(pid)
             worker.process.join(5)
+            self._drain(worker, [], [])  # kernels announced at the last moment
+            _kill_kernels(worker)
             with contextlib.suppress(Exception):
                 worker.process.close()
             worker.conn.close()
@@ -287,8 +280,11 @@ class TaskSlots:
             worker.hello = True
             self._early_deaths = 0
         elif kind == "kernel":
-            _, pid, alive = message
-            (worker.kernels.add if alive else worker.kernels.discard)(pid)
+            _, pid, alive, connection_file = message
+            if alive:
+                worker.kernels[pid] = connection_file
+            else:
+                worker.kernels.pop(pid, None)
         elif kind == "warm":
             worker.kernel_ready = bool(message[1])
         elif kind == "progress" and job is not None and job.id == message[1]:
@@ -307,8 +303,7 @@ class TaskSlots:
         """A worker process ended: its result may still be in the pipe; otherwise its task FAILs."""
         self._drain(worker, finished, progress)
         worker.process.join(1)
-        for pid in worker.kernels:
-            _kill_group(pid)
+        _kill_kernels(worker)
         with contextlib.suppress(Exception):
             worker.conn.close()
         if worker in self._dying:
@@ -411,6 +406,17 @@ def _kill_group(pid: int) -> None:
     except (ProcessLookupError, PermissionError):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
+
+
+def _kill_kernels(worker: _Worker) -> None:
+    """Kernels lead their own sessions, so a worker's death does not take them along; and the
+    worker cannot remove their connection files any more."""
+    for pid, connection_file in worker.kernels.items():
+        _kill_group(pid)
+        if connection_file:
+            with contextlib.suppress(OSError):
+                os.unlink(connection_file)
+    worker.kernels.clear()
 
 
 def _exit_reason(code: int | None) -> str:

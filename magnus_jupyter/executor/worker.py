@@ -7,9 +7,10 @@ worker and any shell tree it started; kernels live in their own sessions and
 are reported to the orchestrator by pid so they can be killed too.
 
 Messages to the orchestrator (one duplex pipe per worker):
-``("hello", pid)``, ``("kernel", pid, alive)``, ``("warm", ready)``,
+``("hello", pid)``, ``("kernel", pid, alive, connection_file)``, ``("warm", ready)``,
 ``("progress", task_id, done, total)``, ``("result", task_id, TaskResult)``.
-From it: ``("task", task_id, TaskSpec)`` or ``("stop",)``.
+From it: ``("task", task_id, TaskSpec)``; anything else (or EOF) ends the worker. The pool
+stops workers with SIGKILL to their group, so nothing here needs a clean exit.
 """
 
 from __future__ import annotations

@@ -250,16 +250,23 @@ def _descendants() -> set[int]:
     return {p.pid for p in psutil.Process().children(recursive=True)}
 
 
+def _connection_files() -> set[Path]:
+    return set(Path(os.environ["JUPYTER_RUNTIME_DIR"]).glob("kernel-*.json"))
+
+
 def test_close_leaves_no_processes_behind(tmp_path: Path) -> None:
     before = _descendants()
+    files_before = _connection_files()
     slots = TaskSlots(2)
     busy = slots.submit(TaskSpec("busy", "shell", "sleep 60", str(tmp_path)))
     done = slots.submit(notebook("one", str(NOTEBOOKS / "trivial.ipynb"), tmp_path))
     assert done.result(timeout=WAIT).status == SUCCESS
     assert _descendants() - before  # workers and kernels existed
+    assert _connection_files() - files_before  # the warm kernels' connection files
     slots.close()
     slots.close()  # idempotent
     assert busy.result(timeout=1).status == FAIL  # already resolved by close()
     assert _descendants() - before == set()
+    assert _connection_files() - files_before == set()  # killed kernels' files are gone too
     with pytest.raises(RuntimeError):
         slots.submit(TaskSpec("late", "shell", "true", str(tmp_path)))
