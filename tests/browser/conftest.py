@@ -49,8 +49,10 @@ CHROMIUM_ARGS = [
 START_TIMEOUT = 90.0  # seconds for the server to answer /api/status on a loaded 2-core machine
 STOP_TIMEOUT = 20.0  # seconds for a graceful shutdown (it shuts its kernels down) before SIGKILL
 
-# Lab's news / update checks would pop a toast over the notebook and dial out.
+# Lab's news / update checks would pop a toast over the notebook and dial out; windowing
+# would keep cells scrolled out of view out of the DOM, where the tests could not read them.
 _LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
         "fetchNews": "false",
         "checkForUpdates": False,
@@ -74,9 +76,13 @@ class Lab:
     process: subprocess.Popen[bytes]
     log: Path
 
-    def tree(self, path: str) -> str:
-        """The Lab URL that opens ``path`` (relative to the root), token included."""
-        return f"{self.url}/lab/tree/{path}?token={self.token}"
+    def tree(self, path: str, workspace: str) -> str:
+        """The Lab URL that opens ``path`` (relative to the root) in a workspace of its own.
+
+        Lab stores open tabs per workspace on the server: a fresh one per test keeps the
+        notebooks an earlier test opened out of this test's page.
+        """
+        return f"{self.url}/lab/workspaces/{workspace}/tree/{path}?token={self.token}"
 
     def api(self, path: str) -> object:
         """GET a server REST endpoint as JSON (token in the header, as Lab sends it)."""
