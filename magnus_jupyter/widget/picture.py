@@ -32,6 +32,7 @@ INSTALL_HINT = ("Graphviz's <code>dot</code> is not installed, so the DAG is sho
                 "<code>brew install graphviz</code>) for the drawing.")
 _PROLOG = re.compile(r"^.*?(?=<svg\b)", re.S)
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
+LINK_STYLE = 'style="color:#1565c0;text-decoration:underline"'  # Lab's widget CSS leaves links plain
 _TAIL_BYTES = 4096
 _GROUP = re.compile(r'<g id="((?:n|cluster_)\d+)" class="(?:node|cluster)">')
 _ANCHOR = re.compile(r'<g id="a_(n\d+)"><a ')
@@ -152,7 +153,8 @@ class Picture:
         parts = []
         for label, path in (("notebook", notebook), ("log", log)):
             if path and Path(path).is_file():
-                parts.append(f'<a href="{html.escape(href(path, self.link_base))}" target="_blank" '
+                target = html.escape(href(path, self.link_base))
+                parts.append(f'<a href="{target}" target="_blank" {LINK_STYLE} '
                              f'title="{html.escape(path)}">{label}</a>')
         return " · ".join(parts)
 
@@ -243,7 +245,7 @@ class Picture:
             log = ""
             if snap.run_log_path:
                 log = (f' · <a href="{html.escape(href(snap.run_log_path, self.link_base))}" '
-                       f'target="_blank">run log</a>')
+                       f'target="_blank" {LINK_STYLE}>run log</a>')
             head = (f"run <code>{html.escape(snap.run_id)}</code> · <b style=\"background:{colour};"
                     f"padding:0 .3em\">{html.escape(snap.run_status or '')}</b> in {elapsed}{log}")
         lines = [head]

@@ -126,8 +126,8 @@ class DagWidget:
 
     def _row(self, prefix: str) -> tuple[widgets.HTML, widgets.FloatProgress, widgets.HTML]:
         if prefix not in self._rows:
-            label = widgets.HTML(layout=widgets.Layout(width="16em", overflow="hidden"))
-            bar = widgets.FloatProgress(min=0, max=1, layout=widgets.Layout(width="14em"))
+            label = widgets.HTML(layout=widgets.Layout(width="16em", flex="0 0 16em", overflow="hidden"))
+            bar = widgets.FloatProgress(min=0, max=1, layout=widgets.Layout(width="14em", flex="0 0 14em"))
             text = widgets.HTML()
             self._rows[prefix] = (label, bar, text)
             self._boxes[prefix] = widgets.HBox([label, bar, text])
