@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -76,10 +76,10 @@ def last_run() -> InKernelRun | None:
     return _LAST
 
 
-def widget_for(pipeline: Pipeline) -> DagWidget:
+def widget_for(pipeline: Pipeline, on_stop: Callable[[], None] | None = None) -> DagWidget:
     from .widget.view import DagWidget
 
-    return DagWidget(pipeline, link_base=os.getcwd())
+    return DagWidget(pipeline, link_base=os.getcwd(), on_stop=on_stop)
 
 
 def show(pipeline: Pipeline | None = None) -> DagWidget:
@@ -112,7 +112,8 @@ def start(*, workers: int | None = None, parameters_file: str | None = None, par
         raise PipelineError(f"--workers must be at least 1, found {workers}")
     graph = pipeline if pipeline is not None else current_pipeline()
     parameters = initial_parameters(parameters_file, list(params))
-    run = InKernelRun(widget_for(graph))
+    cancel = threading.Event()
+    run = InKernelRun(widget_for(graph, on_stop=cancel.set), cancel=cancel)
     if display:
         run.widget.show()
 

@@ -33,14 +33,21 @@ class DagWidget:
 
     def __init__(self, pipeline: Pipeline, status: RunStatus | None = None, *,
                  link_base: str | os.PathLike[str] | None = None, interval: float = 0.1,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_stop: Callable[[], None] | None = None) -> None:
         self.status = status if status is not None else RunStatus(pipeline)
         self.picture = Picture(pipeline, link_base=link_base)
         self.html = widgets.HTML(layout=widgets.Layout(overflow="auto"))
         self.bars = widgets.VBox()
         self.more = widgets.HTML()
         self.line = widgets.HTML()
-        self.box = widgets.VBox([self.html, self.bars, self.more, self.line])
+        # a background run has no busy cell to interrupt: this button is its stop
+        self.stop = widgets.Button(description="Stop run", icon="stop", button_style="danger",
+                                   tooltip="cancel the run: its tasks and kernels are stopped",
+                                   layout=widgets.Layout(display="none", width="auto"))
+        self._on_stop = on_stop
+        self.stop.on_click(self._stop_clicked)
+        self.box = widgets.VBox([self.html, self.bars, self.more, self.line, self.stop])
         self.renders = 0
         self.last_svg = ""
         self._rows: dict[str, tuple[widgets.HTML, widgets.FloatProgress, widgets.HTML]] = {}
@@ -78,6 +85,14 @@ class DagWidget:
             self.html.value = markup
         self._render_bars(snap)
         self.line.value = self.picture.status_html(snap)
+        live = self._on_stop is not None and snap.started is not None and snap.finished is None
+        self.stop.layout.display = None if live else "none"
+
+    def _stop_clicked(self, _button: object = None) -> None:
+        if self._on_stop is not None:
+            self.stop.disabled = True
+            self.stop.description = "Stopping…"
+            self._on_stop()
 
     def _render_bars(self, snap: Snapshot) -> None:
         lanes = [lane for lane in snap.lanes if lane.total or lane.prefix == ""]

@@ -132,7 +132,7 @@ def test_run_with_nothing_declared_is_a_usage_error(ip: object) -> None:
         ip.run_line_magic("magnus_show", "")
 
 
-def test_background_run_returns_at_once_and_stop_kills_its_tasks(tmp_path: Path,
+def test_background_run_returns_at_once_and_its_stop_button_kills_its_tasks(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     run = running.start(pipeline=load_yaml(SLEEPY), workers=2, background=True, display=False)
@@ -143,7 +143,9 @@ def test_background_run_returns_at_once_and_stop_kills_its_tasks(tmp_path: Path,
     assert all(_alive(pid) for pid in pids)
     with pytest.raises(Exception, match="still going on"):
         running.start(pipeline=load_yaml(SLEEPY), background=True, display=False)
-    run.stop()
+    _wait_for(lambda: run.widget.stop.layout.display is None)  # the stop button shows while it runs
+    run.widget.stop.click()  # a background run has no busy cell to interrupt: its button stops it
+    _wait_for(lambda: run.done)
     assert run.result is not None and run.result.status == "FAIL"
     log = json.loads(run.result.run_log_path.read_text())
     assert log["status"] == "FAIL" and any("cancelled" in w for w in log["warnings"])
@@ -151,6 +153,7 @@ def test_background_run_returns_at_once_and_stop_kills_its_tasks(tmp_path: Path,
     _wait_for(lambda: not any(_alive(pid) for pid in pids))
     snap = run.widget.status.snapshot()
     assert snap.state("Both.a.sleep") == "failed" and snap.state("After") == "skipped"
+    assert run.widget.stop.layout.display == "none"
 
 
 def test_kernel_interrupt_cancels_a_blocking_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
