@@ -30,8 +30,9 @@ def _load(path: str):  # noqa: ANN202 - a Pipeline, imported lazily
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from .validate import validate
+    from .yaml_io import load_yaml
 
-    pipeline = _load(args.file)
+    pipeline = load_yaml(args.file, validate=False)  # validated once, here, to keep its warnings
     warnings = validate(pipeline)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
