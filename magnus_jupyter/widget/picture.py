@@ -76,6 +76,7 @@ class Picture:
         self._key: tuple[str, ...] | None = None
         self._svg: str | None = None
         self._ids: dict[str, str] = {}
+        self._files: set[str] = set()
 
     # ---- layout ------------------------------------------------------------------------------
 
@@ -141,9 +142,17 @@ class Picture:
         rules.append(f'{scope} g.node[data-state="running"] :is(path,polygon,ellipse){{stroke-width:2.5px}}')
         return "<style>" + "".join(rules) + "</style>"
 
+    def _exists(self, path: str | None) -> bool:
+        """Whether a task's file is there; remembered once seen, so redraws don't stat it again."""
+        if not path:
+            return False
+        if path not in self._files and Path(path).is_file():
+            self._files.add(path)
+        return path in self._files
+
     def _target(self, notebook: str | None, log: str | None) -> str | None:
         for path in (notebook, log):
-            if path and Path(path).is_file():
+            if self._exists(path):
                 return href(path, self.link_base)
         return None
 
@@ -152,7 +161,7 @@ class Picture:
         notebook, log = snap.outputs.get(internal, (None, None))
         parts = []
         for label, path in (("notebook", notebook), ("log", log)):
-            if path and Path(path).is_file():
+            if path and self._exists(path):
                 target = html.escape(href(path, self.link_base))
                 parts.append(f'<a href="{target}" target="_blank" {LINK_STYLE} '
                              f'title="{html.escape(path)}">{label}</a>')
