@@ -1,4 +1,4 @@
-"""The kernel's stop button cancels a blocking %magnus_run: tasks killed, run log FAIL.
+"""A real kernel: the stop button cancels a blocking %magnus_run; a --background run keeps updating.
 
 A real ipykernel started with jupyter_client; the interrupt is the one the
 front end sends. The task's shell records its pid, so the test can check the
@@ -82,6 +82,44 @@ def test_interrupt_cancels_the_run_and_kills_its_tasks(tmp_path: Path) -> None:
             time.sleep(0.1)
         reply, _ = _execute(client, "print('the kernel lives on')")  # the kernel itself survived
         assert reply["status"] == "ok"
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+@pytest.mark.slow
+def test_background_run_returns_at_once_and_the_widget_keeps_updating(tmp_path: Path) -> None:
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        assert _execute(client, SETUP)[0]["status"] == "ok"
+        gate = tmp_path / "go"
+        step = f'%%magnus_step "Wait" --shell\nwhile [ ! -e {gate} ]; do sleep 0.1; done; echo done waiting'
+        assert _execute(client, step)[0]["status"] == "ok"
+        reply, outputs = _execute(client, "%magnus_run --background")
+        assert reply["status"] == "ok"  # the cell is done while the task still waits for its gate
+        early = list((tmp_path / ".run_log_store").glob("*.json"))
+        assert all(json.loads(p.read_text())["status"] != "SUCCESS" for p in early)
+        shown = [m for m in outputs if m["msg_type"] == "display_data"]
+        assert shown and "application/vnd.jupyter.widget-view+json" in shown[0]["content"]["data"]
+        display_id = shown[0]["content"]["transient"]["display_id"]
+        gate.write_text("go")
+        # after the cell ended: widget state messages reach the front end, then the final static SVG
+        saw_success_in_widget = False
+        deadline = time.monotonic() + GUARD
+        while True:
+            assert time.monotonic() < deadline, "no final update of the displayed DAG"
+            msg = client.get_iopub_msg(timeout=GUARD)
+            content = msg["content"]
+            if msg["msg_type"] == "comm_msg":
+                state = content.get("data", {}).get("state", {})
+                saw_success_in_widget |= "SUCCESS" in str(state.get("value", ""))
+            if msg["msg_type"] == "update_display_data" and content["transient"]["display_id"] == display_id:
+                svg = content["data"]["image/svg+xml"]
+                if 'data-state="success"' in svg:
+                    break
+        assert saw_success_in_widget
+        log = json.loads(next((tmp_path / ".run_log_store").glob("*.json")).read_text())
+        assert log["status"] == "SUCCESS"
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
