@@ -264,6 +264,11 @@ class Picture:
             tail = last_line(task.log_path)
             lines.append(f"▶ {html.escape(task.internal)}{cells} · {since}"
                          + (f" · <code>{html.escape(tail)}</code>" if tail else ""))
+        for internal, message in list(snap.failures.items())[:5]:
+            first = message.strip().splitlines()[0] if message.strip() else "failed"
+            lines.append(f"✘ {html.escape(internal)}: <code>{html.escape(first[:200])}</code>")
+        if len(snap.failures) > 5:
+            lines.append(f"✘ … and {len(snap.failures) - 5} more failed tasks")
         for warning in snap.warnings[-3:]:
             lines.append(f"⚠ {html.escape(warning)}")
         return '<div style="font-size:12px;line-height:1.5">' + "<br>".join(lines) + "</div>"

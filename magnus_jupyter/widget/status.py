@@ -69,6 +69,7 @@ class Snapshot:
     started: float | None = None
     finished: float | None = None
     warnings: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)  # failed task -> its message
 
     def state(self, internal: str) -> str:
         """The view state of a step: pending, running, success, failed or skipped."""
@@ -109,6 +110,7 @@ class RunStatus:
         self._map_branches: dict[str, str] = {}
         self._run: dict[str, Any] = {}
         self._warnings: list[str] = []
+        self._failures: dict[str, str] = {}
         self._static_lanes(pipeline)
 
     # ---- listeners ---------------------------------------------------------------------------
@@ -167,6 +169,8 @@ class RunStatus:
     def _on_StepFinished(self, e: ev.StepFinished) -> None:
         self._states[e.internal_name] = e.status
         self._types[e.internal_name] = e.step_type
+        if e.status == "FAIL" and e.step_type == "task":
+            self._failures[e.internal_name] = e.message
         task = self._running.pop(e.internal_name, None)
         if task is not None and (task.log_path or task.notebook):
             self._outputs[e.internal_name] = (task.notebook, task.log_path)
@@ -255,5 +259,5 @@ class RunStatus:
                 map_branches=dict(self._map_branches), run_id=self._run.get("id"),
                 run_status=self._run.get("status"), run_log_path=self._run.get("run_log_path"),
                 started=self._run.get("started"), finished=self._run.get("finished"),
-                warnings=list(self._warnings),
+                warnings=list(self._warnings), failures=dict(self._failures),
             )

@@ -317,3 +317,45 @@ dag:
     notebook_out, log = widget.status.snapshot().outputs["Fan.nb.Cells"]
     assert notebook_out and Path(notebook_out).is_file() and log and "cell 2 1" in Path(log).read_text()
     assert re.search(r'xlink:href="[^"]*_out\.ipynb"', widget.last_svg)
+
+
+def test_a_failed_task_shows_failed_with_its_message_and_later_steps_skipped(tmp_path: Path) -> None:
+    pipeline = load_yaml("""
+dag:
+  start_at: Fan
+  steps:
+    Fan:
+      type: parallel
+      next: Later
+      branches:
+        good:
+          start_at: ok
+          steps:
+            ok: {type: task, command_type: shell, command: "echo fine", next: success}
+            success: {type: success}
+            fail: {type: fail}
+        bad:
+          start_at: broken
+          steps:
+            broken: {type: task, command_type: shell, command: "echo '<oops>' >&2; exit 3", next: success}
+            success: {type: success}
+            fail: {type: fail}
+    Later: {type: stub, next: success}
+    success: {type: success}
+    fail: {type: fail}
+""")
+    widget = DagWidget(pipeline, link_base=tmp_path)
+    result = run_pipeline(pipeline, cwd=tmp_path, workers=2, subscribers=[widget.status])
+    assert result.status == "FAIL"
+    snap = widget.status.snapshot()
+    assert snap.state("Fan.bad.broken") == "failed" and snap.state("Fan.bad.fail") == "failed"
+    assert snap.state("Fan.good.ok") == "success" and snap.state("Fan") == "failed"
+    assert snap.state("Later") == "skipped" and snap.state("fail") == "failed"
+    drawn = node_states(widget.last_svg)
+    ids = widget.picture._ids
+    assert drawn[ids["Fan.bad.broken"]] == "failed" and drawn[ids["Later"]] == "skipped"
+    styles = {row.children[0].value.split(">")[1].split("<")[0]: row.children[1].bar_style
+              for row in widget.bars.children}
+    assert styles == {"pipeline": "danger", "Fan.good": "success", "Fan.bad": "danger"}
+    assert "FAIL" in widget.line.value and "✘ Fan.bad.broken" in widget.line.value
+    assert "<oops>" not in widget.line.value
