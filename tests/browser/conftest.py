@@ -207,6 +207,8 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     """A fresh browser context and page per test; a screenshot is kept if the test fails."""
+    failed_shot = ARTIFACTS / f"{request.node.name}-FAILED.png"
+    failed_shot.unlink(missing_ok=True)  # the artifacts show the latest run only
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(30_000)
     tab = context.new_page()
@@ -217,7 +219,7 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
         if report is not None and report.failed:
             ARTIFACTS.mkdir(exist_ok=True)
             try:
-                tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}-FAILED.png"), full_page=True)
+                tab.screenshot(path=str(failed_shot), full_page=True)
             except Exception as exc:  # a crashed page must not hide the test's own failure
                 print(f"could not take the failure screenshot: {exc}")
         context.close()
