@@ -62,22 +62,26 @@ def start_kernel(kernel_name: str, send: Send, cwd: str | None = None) -> Kernel
         # file goes where Jupyter keeps them (not a stray /tmp/tmpXXXX.json)
         runtime = jupyter_runtime_dir()
         os.makedirs(runtime, exist_ok=True)
+        connection_file = os.path.join(runtime, f"kernel-magnus-{uuid.uuid4()}.json")
         km = KernelManager(kernel_name=kernel_name,
                            client_class="jupyter_client.asynchronous.AsyncKernelClient",
-                           connection_file=os.path.join(runtime, f"kernel-magnus-{uuid.uuid4()}.json"))
+                           connection_file=connection_file)
+        # announced before the launch: if this worker is killed mid-launch, the pool still
+        # finds the kernel (by this file on its command line) and removes the file
+        send(("kernel", None, True, connection_file))
         with tempfile.TemporaryFile() as stderr:
             try:
                 km.start_kernel(extra_arguments=KERNEL_ARGUMENTS, stdout=subprocess.DEVNULL, stderr=stderr,
                                 cwd=cwd)
             except NoSuchKernel:
+                send(("kernel", None, False, connection_file))
                 raise UnknownKernelError(f"no such kernel: {kernel_name!r} (see `jupyter kernelspec list`)") \
                     from None
             except Exception as exc:
+                send(("kernel", None, False, connection_file))
                 errors.append(f"{type(exc).__name__}: {exc}")
                 continue
-            pid = _pid(km)
-            if pid is not None:
-                send(("kernel", pid, True, km.connection_file))
+            send(("kernel", _pid(km), True, connection_file))
             problem = _wait_ready(km)
             if problem is None:
                 return km
@@ -133,8 +137,7 @@ def shutdown_kernel(km: KernelManager, send: Send) -> None:
             km.provisioner.process.wait(timeout=5)  # type: ignore[union-attr]
     with contextlib.suppress(Exception):
         km.cleanup_resources()
-    if pid is not None:
-        send(("kernel", pid, False, km.connection_file))
+    send(("kernel", pid, False, km.connection_file))
 
 
 class _Warming:

@@ -65,7 +65,7 @@ class _Worker:
         self.process = process
         self.conn = conn
         self.job: _Job | None = None
-        self.kernels: dict[int, str] = {}  # kernel pid -> its connection file
+        self.kernels: dict[str, int | None] = {}  # connection file -> kernel pid (None: launching)
         self.kernel_ready = False
         self.warming_since = time.monotonic()  # when its current kernel began to boot
         self.eof = False  # pipe closed: the worker is dead or dying
@@ -282,9 +282,9 @@ class TaskSlots:
         elif kind == "kernel":
             _, pid, alive, connection_file = message
             if alive:
-                worker.kernels[pid] = connection_file
+                worker.kernels[connection_file] = pid
             else:
-                worker.kernels.pop(pid, None)
+                worker.kernels.pop(connection_file, None)
         elif kind == "warm":
             worker.kernel_ready = bool(message[1])
         elif kind == "progress" and job is not None and job.id == message[1]:
@@ -411,12 +411,25 @@ def _kill_group(pid: int) -> None:
 def _kill_kernels(worker: _Worker) -> None:
     """Kernels lead their own sessions, so a worker's death does not take them along; and the
     worker cannot remove their connection files any more."""
-    for pid, connection_file in worker.kernels.items():
-        _kill_group(pid)
-        if connection_file:
-            with contextlib.suppress(OSError):
-                os.unlink(connection_file)
+    for connection_file, pid in worker.kernels.items():
+        for kernel in [pid] if pid is not None else _pids_running(connection_file):
+            _kill_group(kernel)
+        with contextlib.suppress(OSError):
+            os.unlink(connection_file)
     worker.kernels.clear()
+
+
+def _pids_running(connection_file: str) -> list[int]:
+    """A kernel whose worker died mid-launch: found by its connection file on its command line."""
+    found = []
+    needle = connection_file.encode()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError), open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                    if needle in handle.read():
+                        found.append(int(entry.name))
+    return found
 
 
 def _exit_reason(code: int | None) -> str:

@@ -235,38 +235,49 @@ def test_twenty_notebooks_on_four_workers_all_succeed(tmp_path: Path) -> None:
     assert [r.parameters["square"] for r in results] == [i * i for i in range(20)]
 
 
-def _descendants() -> set[int]:
-    try:
-        import psutil
-    except ImportError:  # /proc: children of this process, recursively
-        found, todo = set(), [os.getpid()]
-        while todo:
-            pid = todo.pop()
-            for task in Path(f"/proc/{pid}/task").iterdir():
+def _descendants_marked(marker: str) -> set[int]:
+    """Descendants of this process whose environment holds ``marker``: the pool under test's
+    workers, kernels and shells (another pool shares the forkserver, so not all children)."""
+    found: set[int] = set()
+    todo = [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
                 kids = {int(p) for p in (task / "children").read_text().split()}
-                todo.extend(kids - found)
-                found |= kids
-        return found
-    return {p.pid for p in psutil.Process().children(recursive=True)}
+            except OSError:
+                continue
+            todo.extend(kids - found)
+            found |= kids
+    marked = set()
+    for pid in found:
+        try:
+            if marker.encode() in Path(f"/proc/{pid}/environ").read_bytes():
+                marked.add(pid)
+        except OSError:
+            pass
+    return marked
 
 
-def _connection_files() -> set[Path]:
-    return set(Path(os.environ["JUPYTER_RUNTIME_DIR"]).glob("kernel-*.json"))
-
-
-def test_close_leaves_no_processes_behind(tmp_path: Path) -> None:
-    before = _descendants()
-    files_before = _connection_files()
+def test_close_leaves_no_processes_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = tmp_path / "runtime-of-this-pool"
+    runtime.mkdir()
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))  # workers and kernels inherit it
+    marker = f"JUPYTER_RUNTIME_DIR={runtime}"
     slots = TaskSlots(2)
     busy = slots.submit(TaskSpec("busy", "shell", "sleep 60", str(tmp_path)))
     done = slots.submit(notebook("one", str(NOTEBOOKS / "trivial.ipynb"), tmp_path))
     assert done.result(timeout=WAIT).status == SUCCESS
-    assert _descendants() - before  # workers and kernels existed
-    assert _connection_files() - files_before  # the warm kernels' connection files
+    assert len(_descendants_marked(marker)) >= 3  # two workers, a shell, kernels
+    assert list(runtime.glob("kernel-*.json"))  # the warm kernels' connection files
     slots.close()
     slots.close()  # idempotent
     assert busy.result(timeout=1).status == FAIL  # already resolved by close()
-    assert _descendants() - before == set()
-    assert _connection_files() - files_before == set()  # killed kernels' files are gone too
+    assert _descendants_marked(marker) == set()
+    assert list(runtime.glob("kernel-*.json")) == []  # killed kernels' files are gone too
     with pytest.raises(RuntimeError):
         slots.submit(TaskSpec("late", "shell", "true", str(tmp_path)))
