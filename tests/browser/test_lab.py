@@ -165,6 +165,19 @@ _WIDGET_STATE_JS = """(output) => {
 }"""
 
 
+# Installed before the run: on every DOM change, remember each DAG view's node states whenever some
+# step is running, so the test can tell a live view from one drawn only at the end.
+_WATCH_LIVE_JS = """() => {
+  window.__magnusLive = [];
+  new MutationObserver(() => {
+    for (const svg of document.querySelectorAll('svg[id^="magnus-dag-"]')) {
+      const states = Array.from(svg.querySelectorAll('g.node[data-state]')).map(g => g.dataset.state);
+      if (states.includes('running')) window.__magnusLive.push({svg: svg.id, states: states});
+    }
+  }).observe(document.body, {childList: true, subtree: true, attributes: true});
+}"""
+
+
 def _done(state: dict[str, Any], expected: dict[str, str], fails: set[str]) -> bool:
     """Every step node in the success colour (fail steps not), every cluster too, every bar full."""
     node_ok = _rgb(render.NODE_FILL["SUCCESS"])
@@ -200,6 +213,7 @@ def test_parallel_demo_lights_up(lab: Lab, page: Page, artifacts: Path) -> None:
     page.set_viewport_size({"width": 1400, "height": 2000})  # the whole widget in one screenshot
 
     _open(page, lab, f"notebooks/{DEMO.name}", "demo")
+    page.evaluate(_WATCH_LIVE_JS)
     _run_all(page)
     _wait_all_ran(page, code_cells, DEMO_RUN)
     assert _errors(page) == []
@@ -217,5 +231,8 @@ def test_parallel_demo_lights_up(lab: Lab, page: Page, artifacts: Path) -> None:
     assert labels == expected, "the widget's SVG nodes differ from the pipeline's"
     assert len(state["bars"]) == 1 + branches, "one progress bar for the pipeline and one per branch"
     assert _done(state, expected, fails), f"the DAG did not end all green with full bars: {state}"
+    live = page.evaluate("window.__magnusLive")
+    run_svg = output.locator('svg[id^="magnus-dag-"]').get_attribute("id")
+    assert any(seen["svg"] == run_svg for seen in live), "the DAG never showed a running step: not live"
     status = output.inner_text()
     assert re.search(r"\bSUCCESS\b", status), f"no SUCCESS in the run's status line:\n{status}"
