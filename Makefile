@@ -28,10 +28,12 @@ chromium:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "no /usr/bin/chromium and no apt-get: browser tests will be skipped" >&2; fi; }
 
+# The main job on the built-in example: the seed pipeline, its branches at the same time.
 demo: setup
 	$(PY) -m magnus_jupyter validate notebooks/pipeline.yaml
 	$(PY) -m magnus_jupyter render notebooks/pipeline.yaml -o out/pipeline.svg
-	@echo "DAG drawn to out/pipeline.svg"
+	$(PY) -m magnus_jupyter run notebooks/pipeline.yaml --workers 4
+	@echo "executed notebooks and logs: the catalog folder above; DAG drawn to out/pipeline.svg"
 
 test: setup
 	$(PY) -m ruff check magnus_jupyter tests bench
