@@ -145,6 +145,9 @@ function activate(
         model: new OutputAreaModel({ trusted: true }),
         rendermime: panel.content.rendermime // holds the notebook's ipywidgets renderer
       });
+      area.addClass('jp-magnus-output');
+      area.node.setAttribute('role', 'region');
+      area.node.setAttribute('aria-label', `magnus output of ${panel.context.path}`);
       const created = new MainAreaWidget({ content: area });
       created.id = `magnus-output-${panel.id}`;
       created.title.label = `magnus: ${panel.title.label}`;

@@ -105,6 +105,9 @@ export function tokenize(text: string): CellTokens {
   const tokens: Token[] = [{ type: 'magic', from: line.from, to: line.from + head[0].length }];
   tokens.push(...argumentTokens(line.text, line.from, head[0].length, CELL_MAGICS[magic], 'name'));
   const body = lines.slice(first + 1);
+  if (body.length === 0 || (body.length === 1 && body[0].text === '')) {
+    tokens[0].type = 'error'; // IPython: "%%magnus_step is a cell magic, but the cell body is empty"
+  }
   if (magic === 'magnus_step') {
     return { magic, body: 'python', tokens };
   }

@@ -88,7 +88,7 @@ describe('the magic line', () => {
       ['notebook', 'x.ipynb']
     ]);
     // --ne is --next; --on is ambiguous? no: only --on-failure starts with --on
-    expect(ofType('%%magnus_step A --ne B --on C', 'flag')).toEqual(['--ne', '--on']);
+    expect(ofType('%%magnus_step A --ne B --on C\npass', 'flag')).toEqual(['--ne', '--on']);
     // --iterate is a prefix of both --iterate-on and --iterate-as
     expect(ofType('%%magnus_map M --iterate x\na.ipynb', 'error')).toEqual(['--iterate']);
   });
@@ -101,13 +101,20 @@ describe('the magic line', () => {
 
   it('marks a flag of another magic, a missing value and an unclosed quote', () => {
     expect(ofType('%%magnus_parallel P --notebook x.ipynb\nA: a.ipynb', 'error')).toEqual(['--notebook']);
-    expect(ofType('%%magnus_step A --next', 'error')).toEqual(['--next']);
-    expect(ofType('%%magnus_step A --next --stub', 'error')).toEqual(['--next']);
-    expect(ofType('%%magnus_step A --shell=yes', 'error')).toEqual(['--shell=yes']);
-    expect(view('%%magnus_step "Get Features --stub')).toEqual([
+    expect(ofType('%%magnus_step A --next\npass', 'error')).toEqual(['--next']);
+    expect(ofType('%%magnus_step A --next --stub\npass', 'error')).toEqual(['--next']);
+    expect(ofType('%%magnus_step A --shell=yes\npass', 'error')).toEqual(['--shell=yes']);
+    expect(view('%%magnus_step "Get Features --stub\npass')).toEqual([
       ['magic', '%%magnus_step'],
       ['error', '"Get Features --stub']
     ]);
+  });
+
+  it('marks the magic of a cell with nothing after the magic line, as IPython rejects it', () => {
+    expect(view('%%magnus_step Done --stub')[0]).toEqual(['error', '%%magnus_step']);
+    expect(view('%%magnus_step Done --stub\n')[0]).toEqual(['error', '%%magnus_step']);
+    expect(view('%%magnus_step Done --stub\n\n')[0]).toEqual(['magic', '%%magnus_step']);
+    expect(view('%%magnus_step Done --stub\npass')[0]).toEqual(['magic', '%%magnus_step']);
   });
 
   it('takes a negative number as a value, not a flag', () => {
