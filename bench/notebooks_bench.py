@@ -37,6 +37,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+PAPERMILL = f"{BIN / 'papermill'} --no-progress-bar"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
 
@@ -183,7 +184,7 @@ def bench_a(work: Path, env: dict[str, str], py: str, cli: bool, skip_cli: bool)
     print(f"(a) {n} notebooks that each sleep 2 s")
     results: dict[str, float] = {}
     if not skip_cli:
-        seq = " && ".join(f"{BIN / 'papermill'} -q sleep2.ipynb seq_cli_{i}.ipynb" for i in range(n))
+        seq = " && ".join(f"{PAPERMILL} sleep2.ipynb seq_cli_{i}.ipynb" for i in range(n))
         results["papermill CLI, one after another"] = timed(seq, work, env)
     results["ProcessPoolExecutor(8) of papermill"] = timed(f"{py} pool.py sleep2.ipynb {n}", work, env)
     results["TaskSlots(8)"] = timed(f"{py} slots.py sleep2.ipynb {n} 8", work, env)
@@ -206,7 +207,7 @@ def bench_b(work: Path, env: dict[str, str], py: str, cli: bool, skip_cli: bool)
     print(f"(b) {n} CPU-bound notebooks of ~1.5 s ({loops:,} loop iterations) on {os.cpu_count()} cores")
     results: dict[str, float] = {}
     if not skip_cli:
-        seq = " && ".join(f"{BIN / 'papermill'} -q cpu.ipynb cpu_cli_{i}.ipynb" for i in range(n))
+        seq = " && ".join(f"{PAPERMILL} cpu.ipynb cpu_cli_{i}.ipynb" for i in range(n))
         results["papermill CLI, one after another"] = timed(seq, work, env)
     results["papermill in one process, one after another"] = timed(f"{py} seq.py cpu.ipynb {n}", work, env)
     results["TaskSlots(2)"] = timed(f"{py} slots.py cpu.ipynb {n} 2", work, env)

@@ -21,12 +21,13 @@ if _skip:
     sys.modules[_SKIPPED] = None  # type: ignore[assignment]  # makes `import` raise ImportError
 try:
     with contextlib.suppress(ImportError):  # a worker reports the import error when a notebook needs it
+        import ipykernel.kernelapp  # noqa: F401  # for kernels forked by each worker's zygote
         import jupyter_client  # noqa: F401
         import nbclient  # noqa: F401
         import nbformat  # noqa: F401
         import papermill  # noqa: F401
 
-        from . import kernels, notebooks, runners, worker  # noqa: F401
+        from . import kernels, notebooks, runners, worker, zygote  # noqa: F401
 finally:
     if _skip and sys.modules.get(_SKIPPED, 0) is None:
         del sys.modules[_SKIPPED]

@@ -31,6 +31,7 @@ from jupyter_client.kernelspec import NoSuchKernel
 from jupyter_core.paths import jupyter_runtime_dir
 
 from .runners import TaskError
+from .zygote import ZygoteKernelManager
 
 START_ATTEMPTS = 3
 START_TIMEOUT = 60.0  # per attempt; generous, a loaded 2-core machine boots kernels slowly
@@ -54,8 +55,8 @@ def _pid(km: KernelManager) -> int | None:
     return getattr(process, "pid", None)
 
 
-def start_kernel(kernel_name: str, send: Send, cwd: str | None = None) -> KernelManager:
-    """Launch a kernel and wait until it answers; retry transient failures."""
+def start_kernel(kernel_name: str, send: Send, cwd: str | None = None, zygote: Any = None) -> KernelManager:
+    """Launch a kernel (forked by ``zygote`` when given) and wait until it answers; retry failures."""
     errors: list[str] = []
     for _ in range(START_ATTEMPTS):
         # nbclient drives the kernel through an asyncio client, so hand it one; the connection
@@ -63,9 +64,10 @@ def start_kernel(kernel_name: str, send: Send, cwd: str | None = None) -> Kernel
         runtime = jupyter_runtime_dir()
         os.makedirs(runtime, exist_ok=True)
         connection_file = os.path.join(runtime, f"kernel-magnus-{uuid.uuid4()}.json")
-        km = KernelManager(kernel_name=kernel_name,
-                           client_class="jupyter_client.asynchronous.AsyncKernelClient",
-                           connection_file=connection_file)
+        km = ZygoteKernelManager(kernel_name=kernel_name,
+                                 client_class="jupyter_client.asynchronous.AsyncKernelClient",
+                                 connection_file=connection_file)
+        km.zygote = zygote
         # announced before the launch: if this worker is killed mid-launch, the pool still
         # finds the kernel (by this file on its command line) and removes the file
         send(("kernel", None, True, connection_file))
@@ -143,9 +145,10 @@ def shutdown_kernel(km: KernelManager, send: Send) -> None:
 class _Warming:
     """A kernel starting in a background thread of the worker."""
 
-    def __init__(self, kernel_name: str, send: Send) -> None:
+    def __init__(self, kernel_name: str, send: Send, zygote: Any = None) -> None:
         self.kernel_name = kernel_name
         self._send = send
+        self._zygote = zygote
         self._km: KernelManager | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="magnus-warm-kernel", daemon=True)
@@ -153,7 +156,7 @@ class _Warming:
 
     def _run(self) -> None:
         try:
-            self._km = start_kernel(self.kernel_name, self._send)
+            self._km = start_kernel(self.kernel_name, self._send, zygote=self._zygote)
             self._send(("warm", True))
         except BaseException as exc:
             self._error = exc
@@ -171,11 +174,13 @@ class _Warming:
 class KernelPool:
     """The worker's kernels: one warming for the next notebook, the ones in use."""
 
-    def __init__(self, *, warm: bool, send: Send, kernel_name: str = DEFAULT_KERNEL) -> None:
+    def __init__(self, *, warm: bool, send: Send, kernel_name: str = DEFAULT_KERNEL,
+                 zygote: Any = None) -> None:
         self._warm = warm
         self._send = send
         self._kernel_name = kernel_name
-        self._next: _Warming | None = _Warming(kernel_name, send) if warm else None
+        self._zygote = zygote
+        self._next: _Warming | None = _Warming(kernel_name, send, zygote) if warm else None
         self._used: list[KernelManager] = []
 
     def take(self, kernel_name: str | None, cwd: str | None = None) -> KernelManager:
@@ -194,14 +199,14 @@ class KernelPool:
                 shutdown_kernel(km, self._send)
                 km = None
         if km is None:
-            km = start_kernel(name, self._send, cwd=cwd)
+            km = start_kernel(name, self._send, cwd=cwd, zygote=self._zygote)
         self._used.append(km)
         return km
 
     def after_task(self) -> None:
         """Start the next kernel first, then shut down the one the notebook used."""
         if self._warm and self._next is None:
-            self._next = _Warming(self._kernel_name, self._send)
+            self._next = _Warming(self._kernel_name, self._send, self._zygote)
         while self._used:
             shutdown_kernel(self._used.pop(), self._send)
 

@@ -15,6 +15,7 @@ the future never raises.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import multiprocessing
@@ -23,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
@@ -39,6 +41,15 @@ _MAX_EARLY_DEATHS = 3  # workers dying before saying hello, in a row, before the
 _pools_lock = threading.Lock()
 _open_pools = 0
 _own_helpers = False  # whether our first pool started the forkserver and resource tracker
+_live_pools: weakref.WeakSet[TaskSlots] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_pools() -> None:
+    """A pool nobody closed still takes its workers and kernels down at interpreter exit."""
+    for pool in list(_live_pools):
+        with contextlib.suppress(Exception):
+            pool.close()
 
 
 def _now() -> str:
@@ -97,6 +108,9 @@ class TaskSlots:
         self._broken = ""  # set when workers cannot even start
         self._early_deaths = 0
         self._wake_r, self._wake_w = os.pipe()
+        # workers block reading this; its only write end is ours, so if this process dies
+        # without close() (SIGKILL), they see EOF and take their kernels and shells down
+        self._lifeline_r, self._lifeline_w = self._ctx.Pipe(duplex=False)
         os.set_blocking(self._wake_w, False)
         _hold_forkserver()
         try:
@@ -108,6 +122,7 @@ class TaskSlots:
             raise
         self._thread = threading.Thread(target=self._loop, name="magnus-task-slots", daemon=True)
         self._thread.start()
+        _live_pools.add(self)
 
     # ------------------------------------------------------------ public API
 
@@ -152,9 +167,12 @@ class TaskSlots:
         if threading.current_thread() is not self._thread:
             self._thread.join()
         self._shutdown_workers(pending)
+        _live_pools.discard(self)
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        for end in (self._lifeline_r, self._lifeline_w):
+            end.close()
         _release_forkserver()
 
     def __enter__(self) -> TaskSlots:
@@ -181,7 +199,7 @@ class TaskSlots:
 
         parent, child = self._ctx.Pipe()
         process = WorkerProcess(
-            target=worker_main, args=(child, dict(os.environ), list(sys.path), self._warm),
+            target=worker_main, args=(child, self._lifeline_r, dict(os.environ), list(sys.path), self._warm),
             name="magnus-task-slot", daemon=True,
         )
         process.start()

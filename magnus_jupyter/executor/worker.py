@@ -25,29 +25,45 @@ from typing import Any
 
 
 class _Sender:
-    """The pipe is shared by the task loop and the kernel warm-up thread."""
+    """The pipe is shared by the task loop and the kernel warm-up thread.
+
+    It also remembers the kernels it announced, for the lifeline to kill.
+    """
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._lock = threading.Lock()
+        self.kernels: dict[str, int | None] = {}
 
     def __call__(self, message: tuple[Any, ...]) -> None:
-        with self._lock, contextlib.suppress(OSError, ValueError):  # orchestrator gone: watchdog ends us
-            self._conn.send(message)
+        with self._lock:
+            if message[0] == "kernel":
+                _, pid, alive, connection_file = message
+                if alive:
+                    self.kernels[connection_file] = pid
+                else:
+                    self.kernels.pop(connection_file, None)
+            with contextlib.suppress(OSError, ValueError):  # orchestrator gone: the lifeline ends us
+                self._conn.send(message)
 
 
-def _watch_parent(parent: int) -> None:
-    """If the forkserver (and so the orchestrator) dies, take our process group down with us."""
-    import time
+def _hold_lifeline(lifeline: Connection, send: _Sender) -> None:
+    """The orchestrator never writes here; EOF means it died without closing us: take our
+    kernels and our process group (shells, the zygote, ourselves) down."""
+    with contextlib.suppress(EOFError, OSError):
+        while True:
+            lifeline.recv()
+    for connection_file, pid in list(send.kernels.items()):
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.unlink(connection_file)
+    os.killpg(os.getpgid(0), signal.SIGKILL)
 
-    while True:
-        time.sleep(0.5)
-        if os.getppid() != parent:
-            os.killpg(os.getpgid(0), signal.SIGKILL)
 
-
-def worker_main(conn: Connection, environ: dict[str, str], path: list[str], warm_kernels: bool,
-                quiet: bool = True) -> None:
+def worker_main(conn: Connection, lifeline: Connection, environ: dict[str, str], path: list[str],
+                warm_kernels: bool, quiet: bool = True) -> None:
     """Serve tasks from ``conn`` until told to stop or the pipe closes."""
     os.setsid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the orchestrator's to handle
@@ -59,8 +75,15 @@ def worker_main(conn: Connection, environ: dict[str, str], path: list[str], warm
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
         os.close(devnull)
+    zygote = None
+    try:  # before any thread starts: forking is only safe while single-threaded
+        from .zygote import Zygote
+
+        zygote = Zygote(close_in_child=[conn.fileno(), lifeline.fileno()])
+    except Exception:  # kernels then start the ordinary way
+        zygote = None
     send = _Sender(conn)
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_hold_lifeline, args=(lifeline, send), daemon=True).start()
 
     from .runners import run_task
 
@@ -68,7 +91,7 @@ def worker_main(conn: Connection, environ: dict[str, str], path: list[str], warm
     try:
         from .kernels import KernelPool
 
-        kernels = KernelPool(warm=warm_kernels, send=send)
+        kernels = KernelPool(warm=warm_kernels, send=send, zygote=zygote)
     except Exception:  # notebooks then fail with the import error; shell/python tasks still run
         kernels = None
     send(("hello", os.getpid()))
@@ -92,3 +115,5 @@ def worker_main(conn: Connection, environ: dict[str, str], path: list[str], warm
     finally:
         if kernels is not None:
             kernels.close()
+        if zygote is not None:
+            zygote.close()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -235,11 +238,14 @@ def test_twenty_notebooks_on_four_workers_all_succeed(tmp_path: Path) -> None:
     assert [r.parameters["square"] for r in results] == [i * i for i in range(20)]
 
 
-def _descendants_marked(marker: str) -> set[int]:
-    """Descendants of this process whose environment holds ``marker``: the pool under test's
-    workers, kernels and shells (another pool shares the forkserver, so not all children)."""
-    found: set[int] = set()
-    todo = [os.getpid()]
+CLOSE_SCRIPT = """
+import json, os, sys
+from pathlib import Path
+from magnus_jupyter.executor.slots import TaskSlots
+from magnus_jupyter.executor.task import TaskSpec
+
+def descendants():
+    found, todo = set(), [os.getpid()]
     while todo:
         pid = todo.pop()
         try:
@@ -253,31 +259,84 @@ def _descendants_marked(marker: str) -> set[int]:
                 continue
             todo.extend(kids - found)
             found |= kids
-    marked = set()
-    for pid in found:
-        try:
-            if marker.encode() in Path(f"/proc/{pid}/environ").read_bytes():
-                marked.add(pid)
-        except OSError:
-            pass
-    return marked
+    return sorted(found)
+
+def files():
+    return sorted(str(p) for p in Path(os.environ["JUPYTER_RUNTIME_DIR"]).glob("kernel-*.json"))
+
+notebook, folder = sys.argv[1], sys.argv[2]
+slots = TaskSlots(2)
+busy = slots.submit(TaskSpec("busy", "shell", "sleep 60", folder))
+done = slots.submit(TaskSpec("one", "notebook", notebook, folder,
+                             notebook_output_path=os.path.join(folder, "one_out.ipynb"))).result()
+during = {"processes": descendants(), "files": files(), "status": done.status, "message": done.message}
+slots.close()
+slots.close()
+try:
+    slots.submit(TaskSpec("late", "shell", "true", folder))
+    late = "accepted"
+except RuntimeError:
+    late = "refused"
+after = {"processes": descendants(), "files": files(), "busy": busy.result(timeout=1).message, "late": late}
+print(json.dumps({"during": during, "after": after}))
+"""
 
 
-def test_close_leaves_no_processes_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    runtime = tmp_path / "runtime-of-this-pool"
+def test_close_leaves_no_processes_behind(tmp_path: Path) -> None:
+    """In a process of its own, so no other pool shares its forkserver: close() must leave
+    no worker, kernel, shell, forkserver or resource tracker, and no kernel connection file."""
+    runtime = tmp_path / "runtime"
     runtime.mkdir()
-    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))  # workers and kernels inherit it
-    marker = f"JUPYTER_RUNTIME_DIR={runtime}"
-    slots = TaskSlots(2)
-    busy = slots.submit(TaskSpec("busy", "shell", "sleep 60", str(tmp_path)))
-    done = slots.submit(notebook("one", str(NOTEBOOKS / "trivial.ipynb"), tmp_path))
-    assert done.result(timeout=WAIT).status == SUCCESS
-    assert len(_descendants_marked(marker)) >= 3  # two workers, a shell, kernels
-    assert list(runtime.glob("kernel-*.json"))  # the warm kernels' connection files
-    slots.close()
-    slots.close()  # idempotent
-    assert busy.result(timeout=1).status == FAIL  # already resolved by close()
-    assert _descendants_marked(marker) == set()
-    assert list(runtime.glob("kernel-*.json")) == []  # killed kernels' files are gone too
-    with pytest.raises(RuntimeError):
-        slots.submit(TaskSpec("late", "shell", "true", str(tmp_path)))
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime)}
+    args = [sys.executable, "-c", CLOSE_SCRIPT, str(NOTEBOOKS / "trivial.ipynb"), str(tmp_path)]
+    proc = subprocess.run(args,
+                          env=env, capture_output=True, text=True, timeout=WAIT, check=False)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    during, after = report["during"], report["after"]
+    assert during["status"] == SUCCESS, during["message"]
+    assert len(during["processes"]) >= 5  # forkserver, 2 workers, a shell, kernels
+    assert during["files"]  # the warm kernels' connection files
+    assert after["processes"] == []
+    assert after["files"] == []
+    assert after["busy"] == "cancelled: the task pool was closed"
+    assert after["late"] == "refused"
+
+
+SIGKILL_SCRIPT = """
+import json, os, signal, sys, time
+from pathlib import Path
+from magnus_jupyter.executor.slots import TaskSlots
+from magnus_jupyter.executor.task import TaskSpec
+
+notebook, folder = sys.argv[1], sys.argv[2]
+slots = TaskSlots(2)
+slots.submit(TaskSpec("sleeper", "shell", f"echo $$ > {folder}/sleeper.pid; sleep 600", folder))
+done = slots.submit(TaskSpec("one", "notebook", notebook, folder,
+                             notebook_output_path=os.path.join(folder, "one_out.ipynb"))).result()
+while not Path(folder, "sleeper.pid").exists():
+    time.sleep(0.05)
+found, todo = set(), [os.getpid()]
+while todo:
+    for task in Path(f"/proc/{todo.pop()}/task").iterdir():
+        kids = {int(p) for p in (task / "children").read_text().split()}
+        todo.extend(kids - found)
+        found |= kids
+print(json.dumps({"status": done.status, "processes": sorted(found)}), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # no close(), no atexit
+"""
+
+
+def test_a_killed_orchestrator_takes_workers_kernels_and_shells_along(tmp_path: Path) -> None:
+    args = [sys.executable, "-c", SIGKILL_SCRIPT, str(NOTEBOOKS / "trivial.ipynb"), str(tmp_path)]
+    out = tmp_path / "out.txt"
+    with out.open("w") as handle:  # a file, not a pipe: survivors must not keep this test waiting
+        proc = subprocess.run(args, stdout=handle, stderr=subprocess.STDOUT, timeout=WAIT, check=False)
+    assert proc.returncode == -9, out.read_text()
+    report = json.loads(out.read_text().strip().splitlines()[-1])
+    assert report["status"] == SUCCESS
+    assert len(report["processes"]) >= 6  # forkserver, workers, zygotes, kernels, the shell and its sleep
+    # the shell sleeps 600 s: anything still there after 30 s would have outlived its orchestrator
+    deadline = time.monotonic() + 30
+    survivors = [pid for pid in report["processes"] if not _gone(pid, within=deadline - time.monotonic())]
+    assert survivors == []
