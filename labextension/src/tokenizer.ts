@@ -10,7 +10,7 @@
  *   STEP a notebook path (.ipynb), a `shell command` in backticks or a step
  *   name; `#` comment lines; or a YAML mapping of branch pipelines;
  * - a `%%magnus_step` body is Python and left alone;
- * - in any other cell, lines holding a line magic such as `%magnus_run`.
+ * - in any other cell, lines holding a line magic: `%magnus_run`, `%magnus_step NAME ...`.
  *
  * Offsets are UTF-16 indices into the cell's text, `from` inclusive and `to`
  * exclusive; no token spans two lines.
@@ -76,7 +76,9 @@ export const CELL_MAGICS: Readonly<Record<string, MagicSpec>> = {
   }
 };
 
+/** The declaring magics work as line magics too (`%magnus_step A --notebook a.ipynb`). */
 export const LINE_MAGICS: Readonly<Record<string, MagicSpec>> = {
+  ...CELL_MAGICS,
   magnus_run: {
     values: ['--workers', '-p', '--parameters-file', '--param'],
     switches: ['--background']
@@ -117,9 +119,7 @@ export function tokenize(text: string): CellTokens {
     }
     return { magic, body: 'yaml', tokens };
   }
-  for (const l of body) {
-    tokens.push(...branchLineTokens(l.text, l.from, magic === 'magnus_map'));
-  }
+  tokens.push(...branchBodyTokens(body, magic === 'magnus_map'));
   return { magic, body: 'branches', tokens };
 }
 
@@ -260,7 +260,8 @@ function lineMagicTokens(lines: Line[]): Token[] {
     if (!m || !(m[2] in LINE_MAGICS)) continue;
     const start = m[1].length;
     tokens.push({ type: 'magic', from: l.from + start, to: l.from + m[0].length });
-    tokens.push(...argumentTokens(l.text, l.from, m[0].length, LINE_MAGICS[m[2]], 'value'));
+    const positional = m[2] in CELL_MAGICS ? 'name' : 'value';
+    tokens.push(...argumentTokens(l.text, l.from, m[0].length, LINE_MAGICS[m[2]], positional));
   }
   return tokens;
 }
@@ -295,6 +296,33 @@ function stepType(part: string): TokenType {
   }
   if (t.includes('`')) return 'error'; // a shell STEP is one whole `command`
   return t.endsWith('.ipynb') ? 'notebook' : 'step';
+}
+
+/** The branch lines of a body; a repeated BRANCH, and a map's second line, are errors too. */
+function branchBodyTokens(body: Line[], isMap: boolean): Token[] {
+  const tokens: Token[] = [];
+  const seen = new Set<string>();
+  let lines = 0;
+  for (const l of body) {
+    const line = branchLineTokens(l.text, l.from, isMap);
+    if (line.length === 0 || line[0].type === 'comment') {
+      tokens.push(...line);
+      continue;
+    }
+    lines++;
+    if (isMap && lines > 1) {
+      tokens.push({ type: 'error', ...trimmed(l.text, l.from)! }); // a map has one branch
+      continue;
+    }
+    const branch = line.find(t => t.type === 'branch');
+    if (branch) {
+      const name = l.text.slice(branch.from - l.from, branch.to - l.from).split(/\s+/).join(' ');
+      if (seen.has(name)) branch.type = 'error';
+      seen.add(name);
+    }
+    tokens.push(...line);
+  }
+  return tokens;
 }
 
 function branchLineTokens(text: string, offset: number, isMap: boolean): Token[] {

@@ -39,6 +39,15 @@ describe('plain cells', () => {
     expect([run.from, run.to]).toEqual([8, 19]);
   });
 
+  it('reads the declaring magics in their line form, NAME first', () => {
+    expect(view('%magnus_step "Ensemble Modelling" --notebook notebooks/ensemble.ipynb')).toEqual([
+      ['magic', '%magnus_step'],
+      ['name', '"Ensemble Modelling"'],
+      ['flag', '--notebook'],
+      ['value', 'notebooks/ensemble.ipynb']
+    ]);
+  });
+
   it('knows -p and --param of %magnus_run, and marks unknown flags', () => {
     expect(view('%magnus_run -p params.yaml --param seed=3 --fast')).toEqual([
       ['magic', '%magnus_run'],
