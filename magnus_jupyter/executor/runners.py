@@ -43,6 +43,8 @@ def run_task(spec: TaskSpec, progress: Progress | None = None, kernels: Any = No
     """Run ``spec`` to completion in this process; always return a result."""
     start = now()
     try:
+        if not os.path.isdir(spec.cwd):
+            raise TaskError(f"the task's working folder does not exist: {spec.cwd}")
         if spec.kind == "shell":
             updates, output = run_shell(spec), None
         elif spec.kind == "python":

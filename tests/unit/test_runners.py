@@ -166,3 +166,8 @@ def test_importing_the_pool_does_not_import_papermill() -> None:
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True,
                          check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_missing_working_folder_fails_clearly(tmp_path: Path) -> None:
+    result = run_task(shell("true", tmp_path / "not-there"))
+    assert result.status == FAIL and "working folder does not exist" in result.message

@@ -340,3 +340,44 @@ def test_a_killed_orchestrator_takes_workers_kernels_and_shells_along(tmp_path: 
     deadline = time.monotonic() + 30
     survivors = [pid for pid in report["processes"] if not _gone(pid, within=deadline - time.monotonic())]
     assert survivors == []
+
+
+def _kernelspec(name: str, launcher: str) -> None:
+    """A kernelspec in this session's Jupyter data dir whose command is ``launcher`` first."""
+    folder = Path(os.environ["JUPYTER_DATA_DIR"]) / "kernels" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, launcher, "{connection_file}"], "display_name": name, "language": "python",
+    }))
+
+
+def test_kernel_start_failures_are_retried_not_reported(pool: TaskSlots, tmp_path: Path) -> None:
+    """A kernel that dies on its first launch (as on a port race): the notebook still runs."""
+    marker = tmp_path / "first-launch-happened"
+    launcher = tmp_path / "flaky_kernel.py"
+    launcher.write_text(textwrap.dedent(f"""
+        import os, sys
+        from pathlib import Path
+
+        marker = Path({str(marker)!r})
+        if not marker.exists():
+            marker.write_text("died")
+            sys.exit(1)  # dies before answering, like a kernel that lost its port
+        os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", "-f", sys.argv[1]])
+    """))
+    _kernelspec("flaky-once", str(launcher))
+    result = run(pool, notebook("flaky", str(NOTEBOOKS / "trivial.ipynb"), tmp_path, kernel_name="flaky-once",
+                                parameters={"i": 4}, returns=["square"]))
+    assert result.status == SUCCESS, result.message
+    assert result.parameters == {"square": 16}
+    assert marker.read_text() == "died"  # the first launch really failed
+
+
+def test_a_kernel_that_never_starts_fails_after_retries(pool: TaskSlots, tmp_path: Path) -> None:
+    launcher = tmp_path / "dead_kernel.py"
+    launcher.write_text("import sys\n\nsys.exit(3)\n")
+    _kernelspec("always-dead", str(launcher))
+    spec = notebook("dead", str(NOTEBOOKS / "trivial.ipynb"), tmp_path, kernel_name="always-dead")
+    result = run(pool, spec)
+    assert result.status == FAIL
+    assert "always-dead" in result.message and "3 attempts" in result.message and "died" in result.message
