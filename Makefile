@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup graphviz chromium demo test lint bench clean
+.PHONY: setup graphviz chromium labext-test demo test lint bench clean
 
 setup: $(STAMP) graphviz chromium
 
@@ -35,7 +35,11 @@ demo: setup
 	$(PY) -m magnus_jupyter run notebooks/pipeline.yaml --workers 4
 	@echo "executed notebooks and logs: the catalog folder above; DAG drawn to out/pipeline.svg"
 
-test: setup
+# The JupyterLab extension's TypeScript unit tests (npm registry only; locked with package-lock.json).
+labext-test:
+	cd labextension && npm ci --no-audit --no-fund --loglevel=error && npm test
+
+test: setup labext-test
 	$(PY) -m ruff check magnus_jupyter tests bench
 	$(PY) -m pytest
 
@@ -43,4 +47,4 @@ bench: setup
 	$(PY) bench/load_validate.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache
+	rm -rf $(VENV) out .pytest_cache .ruff_cache labextension/node_modules labextension/lib magnus_jupyter/labextension
