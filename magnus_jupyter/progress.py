@@ -9,6 +9,7 @@ of this module.
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import threading
@@ -19,6 +20,28 @@ from typing import Any, TextIO
 from .executor import events as ev
 
 MAIN = "(pipeline)"
+
+# ANSI sequences (CSI ... final byte; OSC/DCS/APC ... BEL or ST; two-byte ESC x), removed whole
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?"
+                   r"|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]")
+# what is left of control characters, C1 controls and bidi overrides, shown escaped
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean(text: object, newlines: bool = True) -> str:
+    """Untrusted text (step names, values, task output) made safe for a terminal.
+
+    Names and messages come from pipeline files and notebooks: an escape
+    sequence in them could recolour, move the cursor, retitle the window or
+    hide text. Colour codes (IPython tracebacks) are dropped; any other control
+    character is shown as ``\\xNN``. ``newlines=False`` escapes newlines too.
+    """
+    value = _ANSI.sub("", str(text))
+    value = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                         else f"\\u{ord(m.group()):04x}", value)
+    if not newlines:
+        value = value.replace("\n", "\\n")
+    return value
 
 
 @dataclass
@@ -101,20 +124,20 @@ class TerminalProgress:
         if lane is not None:
             lane.done += 1
         if not self.live or failed:
-            note = f": {event.message}" if failed and event.message else ""
+            note = f": {clean(event.message)}" if failed and event.message else ""
             what = f"{event.step_type}, {_seconds(took)}"
-            self._print(f"{event.status:<7} {event.internal_name} ({what}){note}")
+            self._print(f"{event.status:<7} {clean(event.internal_name, False)} ({what}){note}")
         self._draw()
 
     def _on_BranchFinished(self, event: ev.BranchFinished) -> None:
         lane = self._lanes.pop(event.internal_name, None)
         if self.live:
             took = _seconds(event.time - lane.start) if lane else ""
-            self._print(f"{event.status:<7} branch {event.internal_name} ({took})")
+            self._print(f"{event.status:<7} branch {clean(event.internal_name, False)} ({took})")
         self._draw(force=True)
 
     def _on_RunWarning(self, event: ev.RunWarning) -> None:
-        self._print(f"warning: {event.message}")
+        self._print(f"warning: {clean(event.message)}")
 
     def _on_RunFinished(self, event: ev.RunFinished) -> None:
         self._stop.set()
@@ -160,7 +183,7 @@ class TerminalProgress:
                 detail = f"[{'#' * fill}{'-' * (20 - fill)}] cell {done}/{total}"
             else:
                 detail = _seconds(clock - lane.step_start)
-            lines.append(f"  {name} > {step}  {detail}"[:width])
+            lines.append(f"  {clean(name, False)} > {clean(step, False)}  {detail}"[:width])
         if len(lanes) > 12:
             lines.append(f"  ... and {len(lanes) - 12} more branches")
         self._clear()
@@ -177,14 +200,17 @@ def summary_table(run_log: dict[str, Any], limit: int = 60) -> str:
     counts: dict[str, int] = {}
     for step in iter_steps(run_log, branches=True):
         counts[step["status"]] = counts.get(step["status"], 0) + 1
+        name = clean(step["internal_name"], False)
         if "step_type" not in step:  # a branch of a parallel / map / dag step
-            rows.append((step["internal_name"], "branch", step["status"], "", "", ""))
+            rows.append((name, "branch", clean(step["status"]), "", "", ""))
             continue
         attempts = step.get("attempts", [])
         took = attempts[-1]["duration"] if attempts else ""
         took = took[:-4] if len(took) > 4 and "." in took else took  # 0:00:01.234567 -> 0:00:01.23
-        message = step.get("message", "").strip().splitlines()
-        rows.append((step["internal_name"], step["step_type"], step["status"],
+        message = clean(step.get("message", "")).strip().splitlines()
+        if step.get("reused_from"):
+            message = [f"reused from run {clean(step['reused_from'], False)}"]
+        rows.append((name, clean(step["step_type"]), clean(step["status"]),
                      str(len(attempts)) if attempts else "", took, message[0][:70] if message else ""))
     if len(rows) > limit:
         kept = [r for r in rows if r[2] != "SUCCESS"][:limit]

@@ -13,6 +13,8 @@ from typing import Any
 _LAZY = {
     "run_pipeline": "engine",
     "RunResult": "engine",
+    "retry_run": "retry",
+    "load_run_log": "retry",
     "TaskSpec": "task",
     "TaskResult": "task",
     "TaskSlots": "slots",

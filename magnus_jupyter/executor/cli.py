@@ -1,18 +1,27 @@
-"""``magnus-jupyter run``: a pipeline from the command line, with live progress and a summary.
+"""``magnus-jupyter run`` and ``retry``: a pipeline from the command line, with live progress and a summary.
 
 Prints the run id first (so a watcher can find the run log at once), live
 progress on stderr, then a table of steps and where the run log and catalog
 are. Exit 0: the pipeline succeeded; 1: it failed; 2: bad input (the
-pipeline, the parameters, a run id that exists, ``--workers``).
+pipeline, the parameters, a run id that exists, ``--workers``); 130: Ctrl-C
+(143: SIGTERM) cancelled the run — its tasks are killed and the run log ends
+FAIL "cancelled", so ``retry`` can pick it up. A second Ctrl-C stops at once.
+Every name, value and message from the pipeline or its tasks is shown with
+terminal control sequences removed.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_SIGNAL = 128  # + the signal's number, as shells report it
 
 
 def _workers(text: str) -> int:
@@ -25,10 +34,17 @@ def _workers(text: str) -> int:
     return value
 
 
-def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
-    """Register ``run`` on the main parser (``add(name, func, help)`` returns the subparser)."""
-    p = add("run", cmd_run, "Run a magnus pipeline; branches run at the same time.")
-    p.add_argument("file", help="the pipeline YAML")
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, found {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, found {text}")
+    return value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", "--parameters-file", metavar="PARAMS.yaml",
                    help="initial parameters: a YAML mapping of name: value")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
@@ -36,36 +52,110 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--run-id", help="the run's id (default: timestamp plus random); must not exist yet")
     p.add_argument("--workers", type=_workers, metavar="N",
                    help="task slots: tasks running at once (default: the CPU count)")
+    p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                   help="kill a task attempt after this long, unless the task sets its own timeout")
     p.add_argument("--quiet", action="store_true", help="no live progress; the run id and summary only")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from ..progress import TerminalProgress, summary_table
-    from ..yaml_io import load_yaml
+def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
+    """Register ``run`` and ``retry`` on the main parser (``add(name, func, help)`` returns the subparser)."""
+    p = add("run", cmd_run, "Run a magnus pipeline; branches run at the same time.")
+    p.add_argument("file", help="the pipeline YAML")
+    _common(p)
+    p = add("retry", cmd_retry, "Run a failed, cancelled or killed run again as a new run, reusing the "
+                                "steps that succeeded in it.")
+    p.add_argument("old_run_id", metavar="RUN_ID", help="the run to retry (its run log is in .run_log_store)")
+    p.add_argument("file", nargs="?", help="the pipeline YAML (default: the one the old run recorded)")
+    _common(p)
+
+
+@contextmanager
+def _cancel_on_signals() -> Iterator[threading.Event]:
+    """Ctrl-C / SIGTERM set the run's cancel event (the engine stops its tasks and ends the log);
+    a second one raises ``KeyboardInterrupt`` so a stuck stop can still be left."""
+    cancel = threading.Event()
+    cancel.signum = 0  # type: ignore[attr-defined]
+
+    def handler(signum: int, frame: Any) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.signum = signum  # type: ignore[attr-defined]
+        cancel.set()
+        print("\ncancelling the run (press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    if threading.current_thread() is not threading.main_thread():  # embedded: signals are not ours
+        yield cancel
+        return
+    saved = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield cancel
+    finally:
+        for signum, old in saved.items():
+            signal.signal(signum, old)
+
+
+def _execute(args: argparse.Namespace, start: Callable[..., Any]) -> int:
+    """Shared by run and retry: progress, signals, summary, exit code."""
+    from ..progress import TerminalProgress, clean, summary_table
     from . import events as ev
-    from .engine import run_pipeline
     from .params import initial_parameters
 
-    pipeline = load_yaml(args.file)  # PipelineError -> exit 2 in the main CLI
     parameters = initial_parameters(args.parameters_file, args.param)
 
     def announce(event: ev.Event) -> None:
         if isinstance(event, ev.RunStarted):
             print(f"run_id: {event.run_id}", flush=True)
         elif isinstance(event, ev.RunWarning) and args.quiet:
-            print(f"warning: {event.message}", file=sys.stderr, flush=True)
+            print(f"warning: {clean(event.message)}", file=sys.stderr, flush=True)
 
     subscribers: list[ev.Subscriber] = [announce]
     if not args.quiet:
         subscribers.append(TerminalProgress(sys.stderr))
-    result = run_pipeline(pipeline, parameters=parameters, run_id=args.run_id, workers=args.workers,
-                          subscribers=subscribers)
+    with _cancel_on_signals() as cancel:
+        result = start(parameters=parameters, run_id=args.run_id, workers=args.workers,
+                       subscribers=subscribers, cancel=cancel, timeout=args.timeout)
     print()
     print(summary_table(result.run_log))
     print()
     for warning in result.warnings:
-        print(f"warning: {warning}")
-    print(f"status:  {result.status}")
+        print(f"warning: {clean(warning)}")
+    original = result.run_log.get("original_run_id")
+    if original:
+        print(f"retry of: {original}")
+    print(f"status:  {result.status}" + (" (cancelled)" if cancel.is_set() else ""))
     print(f"run log: {result.run_log_path}")
     print(f"catalog: {result.catalog_path}")
+    if cancel.is_set():
+        print(f"retry:   magnus-jupyter retry {result.run_id}")
+        return EXIT_SIGNAL + int(cancel.signum)  # type: ignore[attr-defined]
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..yaml_io import load_yaml
+    from .engine import run_pipeline
+
+    pipeline = load_yaml(args.file)  # PipelineError -> exit 2 in the main CLI
+
+    def start(**kwargs: Any) -> Any:
+        return run_pipeline(pipeline, pipeline_file=args.file, **kwargs)
+
+    return _execute(args, start)
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from .retry import load_run_log, recorded_pipeline, retry_run
+
+    old = load_run_log(args.old_run_id)
+    if args.file is not None:
+        from ..yaml_io import load_yaml
+
+        pipeline, file = load_yaml(args.file), args.file
+    else:
+        pipeline, file = recorded_pipeline(old)
+        print(f"pipeline: {file or 'as recorded in the run log of ' + args.old_run_id}", file=sys.stderr)
+
+    def start(*, run_id: str | None, **kwargs: Any) -> Any:
+        return retry_run(args.old_run_id, pipeline, new_run_id=run_id, pipeline_file=file, **kwargs)
+
+    return _execute(args, start)

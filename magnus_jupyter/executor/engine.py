@@ -10,12 +10,18 @@ a composite waiting for its branches holds no slot and nesting cannot
 deadlock; stubs and terminal steps never leave this process.
 
 The engine knows no widget and no terminal: it publishes events (events.py).
+
+A retry (``retry.py``) is an ordinary run given the old run's log: a task that
+succeeded there, matched by internal name at any depth, is not run again; its
+log entry, catalog files and parameter updates are copied into the new run.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+import shutil
 import threading
 from collections import Counter
 from collections.abc import Iterable
@@ -29,7 +35,7 @@ from ..model import Dag, Fail, Map, Parallel, Pipeline, Step, Stub, Success, Tas
 from . import events as ev
 from .catalog import Catalog, CatalogError
 from .params import ParameterStore, WriteLog, changed
-from .runlog import RunLogStore, attempt_log, branch_log, flatten, now, step_log
+from .runlog import CATALOG_FOLDER, RunLogStore, attempt_log, branch_log, flatten, now, step_log
 from .task import FAIL, SUCCESS, TaskResult, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -77,10 +83,48 @@ def _safe(name: str) -> str:
     return name.replace(" ", "_").replace(os.sep, "_")
 
 
+class Reuse:
+    """The succeeded tasks of an earlier run, by internal name, and how to bring them into this one."""
+
+    def __init__(self, run_log: dict[str, Any], cwd: Path) -> None:
+        from .runlog import iter_steps
+
+        self.run_id = str(run_log.get("run_id", ""))
+        self.folder = cwd / CATALOG_FOLDER / self.run_id
+        self.steps = {s["internal_name"]: s for s in iter_steps(run_log)
+                      if s.get("step_type") == "task" and s.get("status") == SUCCESS and "internal_name" in s}
+
+    def entry(self, internal: str, catalog: Catalog) -> tuple[dict[str, Any] | None, str]:
+        """A copy of the old step log with its catalog files copied into ``catalog``; or why not."""
+        old = self.steps.get(internal)
+        if old is None:
+            return None, ""
+        entry = copy.deepcopy(old)
+        prefix = self.run_id + os.sep
+        copies: list[tuple[Path, Path]] = []
+        for item in entry.get("data_catalog", []):
+            relative = str(item.get("catalog_relative_path", ""))
+            if item.get("stage") != "put" or not relative.startswith(prefix):
+                continue
+            inside = relative[len(prefix):]
+            source = self.folder / inside
+            if not source.is_file():
+                return None, f"its catalog file {source} is gone"
+            copies.append((source, catalog.folder / inside))
+            item["catalog_relative_path"] = f"{catalog.run_id}{os.sep}{inside}"
+        for source, target in copies:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+        entry["mock"] = True  # magnus marks a step skipped on re-run so
+        entry["reused_from"] = self.run_id
+        return entry, ""
+
+
 class _Engine:
     def __init__(self, pipeline: Pipeline, store: RunLogStore, catalog: Catalog, params: ParameterStore,
                  bus: ev.EventBus, cwd: Path, workers: int, slots: Any, warm_kernels: bool,
-                 slots_factory: Any = None) -> None:
+                 slots_factory: Any = None, reuse: Reuse | None = None,
+                 timeout: float | None = None) -> None:
         self.pipeline = pipeline
         self.store = store
         self.catalog = catalog
@@ -92,6 +136,8 @@ class _Engine:
         self.owns_slots = False
         self.warm_kernels = warm_kernels
         self.slots_factory = slots_factory
+        self.reuse = reuse
+        self.timeout = timeout  # for tasks without a timeout of their own
         self._lock = threading.Lock()
         self.root = _Scope(None, (), {})
 
@@ -159,6 +205,10 @@ class _Engine:
 
     def step(self, step: Step, internal: str, container: dict[str, Any], scope: _Scope,
              owner: dict[str, Any]) -> str:
+        if self.reuse is not None and isinstance(step, Task) and not scope.cancelled:
+            reused = self._reused(step, internal, container, scope)
+            if reused is not None:
+                return reused
         entry = step_log(step.name, internal, step.type)
         with self.store.lock:
             container[internal] = entry
@@ -183,6 +233,26 @@ class _Engine:
         self._update(entry, status=status, message=message)
         self.bus.publish(ev.StepFinished(internal, step.name, step.type, status, message))
         return status
+
+    def _reused(self, step: Task, internal: str, container: dict[str, Any], scope: _Scope) -> str | None:
+        """A task that succeeded in the run being retried: its log, files and updates, not a new attempt."""
+        assert self.reuse is not None
+        try:
+            entry, why = self.reuse.entry(internal, self.catalog)
+        except OSError as exc:
+            entry, why = None, f"its catalog files cannot be copied: {exc}"
+        if entry is None:
+            if why:
+                self.warn(f"step '{internal}' succeeded in run {self.reuse.run_id} but runs again: {why}")
+            return None
+        with self.store.lock:
+            container[internal] = entry
+        self.store.touch()
+        self.bus.publish(ev.StepStarted(internal, step.name, step.type))
+        self._merge(dict(entry.get("parameter_updates") or {}), scope)
+        self.bus.publish(ev.StepFinished(internal, step.name, step.type, SUCCESS,
+                                         f"reused from run {self.reuse.run_id}"))
+        return SUCCESS
 
     # ---- leaf tasks ----
 
@@ -209,13 +279,9 @@ class _Engine:
         log_path = folder / f"{_safe(internal)}{suffix}.execution.log"
         if step.kind != "notebook":
             return str(log_path), None
-        if step.notebook_output_path:
-            out = self.cwd / step.notebook_output_path
-            if scope.map_variable:
-                values = _safe("_".join(str(v) for v in scope.map_variable.values()))
-                out = out.with_name(f"{out.stem}_{values}{out.suffix or '.ipynb'}")
-        else:
-            out = folder / f"{_safe(internal)}_out.ipynb"  # map values are part of the internal name
+        # always in the run's own catalog (concurrent runs never share a file); map values are part of
+        # the internal name; a given notebook_output_path gets a copy afterwards (_publish_notebook)
+        out = folder / f"{_safe(internal)}{suffix}_out.ipynb"
         return str(log_path), str(out)
 
     def task(self, step: Task, internal: str, entry: dict[str, Any], scope: _Scope) -> tuple[str, str]:
@@ -236,7 +302,8 @@ class _Engine:
                 internal_name=internal, kind=step.kind, command=step.command, cwd=str(self.cwd),
                 parameters=given, map_variable=dict(scope.map_variable), notebook_output_path=notebook,
                 output_cell_tag=step.output_cell_tag or "magnus_output", returns=list(step.returns or []),
-                timeout=step.timeout, log_path=log_path, attempt=number,
+                timeout=step.timeout if step.timeout is not None else self.timeout, log_path=log_path,
+                attempt=number,
                 env={"MAGNUS_RUN_ID": self.store.run_id},
             )
             start = now()
@@ -250,19 +317,25 @@ class _Engine:
                 entry["attempts"].append(record)
             self.store.touch()
             self.bus.publish(ev.AttemptFinished(internal, number, result.status, result.message))
-            self._record_outputs(entry, result, log_path)
+            self._record_outputs(entry, result, log_path, notebook)
+            self._publish_notebook(step, scope, result.output_notebook or notebook)
             if result.status == SUCCESS:
                 status, message = self._sync(catalog, entry, "put", synced)
                 if status == FAIL:
                     return FAIL, message
-                self._merge(changed(given, result.parameters or {}), scope)
+                updates = changed(given, result.parameters or {})
+                with self.store.lock:
+                    entry["parameter_updates"] = updates  # a retry that reuses this step merges them again
+                self._merge(updates, scope)
                 return SUCCESS, ""
             message = result.message or "the task failed"
         return FAIL, message
 
-    def _record_outputs(self, entry: dict[str, Any], result: TaskResult, log_path: str) -> None:
+    def _record_outputs(self, entry: dict[str, Any], result: TaskResult, log_path: str,
+                        notebook: str | None) -> None:
+        """Executed notebook (partial ones too: failed, timed out, cancelled) and log, in the catalog."""
         found = []
-        for path in (result.output_notebook, result.log_path or log_path):
+        for path in dict.fromkeys((result.output_notebook or notebook, result.log_path or log_path)):
             if path:
                 try:
                     item = self.catalog.record(path)
@@ -273,6 +346,26 @@ class _Engine:
         if found:
             with self.store.lock:
                 entry["data_catalog"].extend(found)
+
+    def _publish_notebook(self, step: Task, scope: _Scope, executed: str | None) -> None:
+        """Copy the executed notebook (kept per run in the catalog) to the step's notebook_output_path.
+
+        Notebooks run into the run's own catalog so concurrent runs never write
+        one file; the given path gets a finished copy, replaced atomically.
+        """
+        if not step.notebook_output_path or not executed or not os.path.isfile(executed):
+            return
+        out = self.cwd / step.notebook_output_path
+        if scope.map_variable:
+            values = _safe("_".join(str(v) for v in scope.map_variable.values()))
+            out = out.with_name(f"{out.stem}_{values}{out.suffix or '.ipynb'}")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(f".{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            shutil.copyfile(executed, tmp)
+            os.replace(tmp, out)
+        except OSError as exc:
+            self.warn(f"step '{step.name}': cannot copy the executed notebook to {out}: {exc}")
 
     def _merge(self, updates: dict[str, Any], scope: _Scope) -> None:
         if not updates:
@@ -385,8 +478,9 @@ class _Engine:
             return FAIL, f"branch{'es' if len(failed) > 1 else ''} failed: {shown}"
         return SUCCESS, ""
 
-    def _abandon(self, branch: dict[str, Any]) -> None:
-        """A crashed branch: it and any step it left PROCESSING end FAIL, so no log claims it still runs."""
+    def _abandon(self, branch: dict[str, Any], message: str = "") -> None:
+        """A crashed branch (or an interrupted run): it and any step it left PROCESSING end FAIL,
+        so no log claims it still runs."""
         with self.store.lock:
             branch["status"] = FAIL
             stack = [branch]
@@ -394,6 +488,8 @@ class _Engine:
                 for step in stack.pop()["steps"].values():
                     if step["status"] == "PROCESSING":
                         step["status"] = FAIL
+                        if message and not step.get("message"):
+                            step["message"] = message
                     stack.extend(b for b in step["branches"].values() if b["status"] == "PROCESSING")
                     for b in step["branches"].values():
                         if b["status"] == "PROCESSING":
@@ -435,6 +531,9 @@ def run_pipeline(
     validate: bool = True,
     write_interval: float = 0.1,
     cancel: threading.Event | None = None,
+    timeout: float | None = None,
+    pipeline_file: str | os.PathLike[str] | None = None,
+    original_run_log: dict[str, Any] | None = None,
 ) -> RunResult:
     """Run ``pipeline`` to its end in ``cwd`` and return its result; a failed pipeline is not an error.
 
@@ -444,7 +543,11 @@ def run_pipeline(
     ``TaskSlots(workers, on_progress=..., warm_kernels=...)``) and closed at the
     end. Raises a ``PipelineError`` for bad input (invalid pipeline, run id
     taken), never for a failing step. Setting ``cancel`` (from any thread) stops
-    the run: running tasks are killed, no step starts, the run log ends FAIL.
+    the run: running tasks are killed, no step starts, the run log ends FAIL with
+    the message "cancelled". ``timeout``: seconds for tasks without their own.
+    ``pipeline_file`` is recorded (with the pipeline's YAML) so a retry can find
+    the pipeline; ``original_run_log``: the log of the run this one retries
+    (use ``retry_run``).
     """
     if validate:
         from ..validate import validate as check
@@ -453,40 +556,60 @@ def run_pipeline(
     workers = workers if workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise ExecutionError(f"--workers must be at least 1, found {workers}")
+    if timeout is not None and not timeout > 0:
+        raise ExecutionError(f"--timeout must be a positive number of seconds, found {timeout}")
     folder = Path(cwd if cwd is not None else os.getcwd()).resolve()
     if not folder.is_dir():
         raise ExecutionError(f"{folder}: the run folder does not exist")
     params = ParameterStore(parameters or {})
-    run_config = {"executor": {"type": "magnus-jupyter-local", "workers": workers},
-                  "pipeline": pipeline.name or ""}
-    store = RunLogStore.create(folder, run_id, params.snapshot(), run_config, interval=write_interval)
+    run_config = {"executor": {"type": "magnus-jupyter-local", "workers": workers, "timeout": timeout},
+                  "pipeline": pipeline.name or "",
+                  "pipeline_file": str(Path(pipeline_file).resolve()) if pipeline_file else "",
+                  "pipeline_yaml": _yaml_of(pipeline),
+                  "initial_parameters": params.snapshot(),
+                  "orchestrator_pid": os.getpid()}
+    store = RunLogStore.create(folder, run_id, params.snapshot(), run_config, interval=write_interval,
+                               original_run_id=str((original_run_log or {}).get("run_id", "")))
     catalog = Catalog(folder, store.run_id)
     catalog.ensure()
     bus = ev.EventBus(subscribers)
+    reuse = Reuse(original_run_log, folder) if original_run_log is not None else None
     engine = _Engine(pipeline, store, catalog, params, bus, folder, workers, slots, warm_kernels,
-                     slots_factory)
+                     slots_factory, reuse, timeout)
     bus.publish(ev.RunStarted(store.run_id, str(store.path), str(catalog.folder), params.snapshot(), workers))
     store.start()
     finished = threading.Event()
+    cancelled = threading.Event()
+
+    def stop(reason: str) -> None:
+        if cancelled.is_set():
+            return
+        cancelled.set()
+        with store.lock:
+            store.data["message"] = "cancelled"
+        engine.warn(reason)
+        engine.cancel([engine.root], reason)
+
     if cancel is not None:
-        def watch() -> None:  # the caller's event (a kernel interrupt, a button) cancels everything
+        def watch() -> None:  # the caller's event (Ctrl-C, a kernel interrupt, a button) cancels everything
             while not finished.is_set():
                 if cancel.wait(0.05):
-                    engine.warn("the run was cancelled")
-                    engine.cancel([engine.root], "the run was cancelled")
+                    stop("the run was cancelled")
                     return
 
         threading.Thread(target=watch, name="magnus-cancel", daemon=True).start()
     try:
         engine.run()
-    except BaseException:  # Ctrl-C or an engine bug: stop every branch before the pool closes
-        engine.cancel([engine.root], "the run was interrupted")
+    except BaseException:  # a KeyboardInterrupt or an engine bug: stop every branch before the pool closes
+        stop("the run was interrupted")
         raise
     finally:
         finished.set()
         try:
             engine.close()
         finally:
+            if cancelled.is_set() and store.data["status"] != SUCCESS:
+                engine._abandon(store.data, "cancelled: the run was cancelled")
             with store.lock:
                 if store.data["status"] not in (SUCCESS, FAIL):
                     store.data["status"] = FAIL  # interrupted, or the graph never reached an end step
@@ -498,3 +621,14 @@ def run_pipeline(
     bus.publish(ev.RunFinished(result.run_id, result.status, result.parameters, str(result.run_log_path),
                                str(result.catalog_path), tuple(result.warnings)))
     return result
+
+
+def _yaml_of(pipeline: Pipeline) -> str:
+    """The pipeline as magnus YAML for the run log, so a retry can rebuild it; empty if it cannot."""
+    try:
+        from ..yaml_io import to_yaml
+
+        return to_yaml(pipeline)
+    except Exception:  # a pipeline from the SDK holding something YAML cannot say: retry needs a file
+        log.debug("pipeline not recorded as YAML", exc_info=True)
+        return ""

@@ -9,7 +9,9 @@ Writes are atomic (a temp file in the same folder, then ``os.replace``) so a
 reader never sees a torn file, and coalesced: the engine marks the log dirty,
 a writer thread writes the latest state at most every ``interval`` seconds,
 and ``close`` writes the final state. A 1,000-step run writes a handful of
-files, not a thousand growing ones.
+files, not a thousand growing ones. A change is on disk within ``interval``
+seconds (plus the write), so an orchestrator killed with SIGKILL leaves a log
+that holds every step that had finished a moment before: what a retry reuses.
 """
 
 from __future__ import annotations
@@ -146,8 +148,12 @@ class RunLogStore:
 
     @classmethod
     def create(cls, cwd: str | os.PathLike[str], run_id: str | None, parameters: dict[str, Any],
-               run_config: dict[str, Any] | None = None, interval: float = 0.1) -> RunLogStore:
-        """Reserve ``<run_id>.json`` (refusing one that exists) and write the PROCESSING log."""
+               run_config: dict[str, Any] | None = None, interval: float = 0.1,
+               original_run_id: str = "") -> RunLogStore:
+        """Reserve ``<run_id>.json`` (refusing one that exists) and write the PROCESSING log.
+
+        ``original_run_id``: the run this one retries (magnus' ``use_cached``).
+        """
         folder = Path(cwd) / RUN_LOG_FOLDER
         folder.mkdir(parents=True, exist_ok=True)
         given = run_id is not None
@@ -167,10 +173,11 @@ class RunLogStore:
         data = {
             "run_id": rid,
             "dag_hash": "",
-            "use_cached": False,
+            "use_cached": bool(original_run_id),
             "tag": "",
-            "original_run_id": "",
+            "original_run_id": original_run_id,
             "status": "PROCESSING",
+            "message": "",
             "steps": {},
             "parameters": dict(parameters),
             "run_config": dict(run_config or {}),

@@ -726,6 +726,12 @@ def test_catalog_put_and_get_copy_files_and_are_recorded(h: Harness) -> None:
 
 
 def test_notebook_outputs_are_kept_apart_per_map_value(h: Harness) -> None:
+    def write(spec: TaskSpec, cancel: threading.Event) -> TaskResult:
+        assert spec.notebook_output_path is not None
+        Path(spec.notebook_output_path).write_text(json.dumps(spec.map_variable))
+        return TaskResult(SUCCESS)
+
+    h.behaviours["ok"] = write
     result = h.run("""
         dag:
           start_at: m
@@ -755,8 +761,12 @@ def test_notebook_outputs_are_kept_apart_per_map_value(h: Harness) -> None:
     catalog = result.catalog_path
     assert outputs["m.1.nb step"] == str(catalog / "m.1.nb_step_out.ipynb")
     assert outputs["m.2.nb step"] == str(catalog / "m.2.nb_step_out.ipynb")
-    assert outputs["m.1.given"] == str(h.tmp_path / "out" / "given_1.ipynb")
+    # every notebook runs into the run's own catalog (concurrent runs never share a file) ...
+    assert outputs["m.1.given"] == str(catalog / "m.1.given_out.ipynb")
     assert len(set(outputs.values())) == 4
+    # ... and a given notebook_output_path gets a copy, one per map value
+    assert json.loads((h.tmp_path / "out" / "given_1.ipynb").read_text()) == {"x": 1}
+    assert json.loads((h.tmp_path / "out" / "given_2.ipynb").read_text()) == {"x": 2}
 
 
 def test_events_arrive_in_order_and_cells_are_forwarded(h: Harness) -> None:

@@ -1,0 +1,91 @@
+"""Retry a run: a new run that reuses every task the old one finished successfully.
+
+magnus 0.5 calls this ``use_cached``: the new run walks the pipeline as usual,
+and a task whose internal name (map values filled in, at any depth of parallel
+and map branches) has a ``SUCCESS`` step log in the old run is not run again —
+its log entry is copied (``mock: true``, ``reused_from``), its catalog files
+are copied into the new run's catalog and its parameter updates are applied
+again. Everything else runs. The old run may have failed, been cancelled or had
+its orchestrator killed mid-run: its log on disk is always whole JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ExecutionError
+from ..model import Pipeline
+from .engine import RunResult, run_pipeline
+from .runlog import RUN_LOG_FOLDER, check_run_id, run_log_path
+
+
+def load_run_log(run_id: str, cwd: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The run log of ``run_id`` in ``cwd``; a missing or unreadable one is a clear ``ExecutionError``."""
+    folder = Path(cwd if cwd is not None else os.getcwd())
+    path = run_log_path(folder, check_run_id(run_id))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        known = sorted(p.stem for p in (folder / RUN_LOG_FOLDER).glob("*.json"))[-3:]
+        hint = f"; recent runs: {', '.join(known)}" if known else ""
+        raise ExecutionError(f"run {run_id!r}: no run log at {path}{hint}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ExecutionError(f"run {run_id!r}: cannot read its run log {path}: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("steps"), dict):
+        raise ExecutionError(f"run {run_id!r}: {path} is not a magnus run log")
+    return data
+
+
+def recorded_pipeline(run_log: dict[str, Any]) -> tuple[Pipeline, str | None]:
+    """The pipeline the old run ran: its file if still there (the user may have fixed it), else the
+    YAML recorded in its log. Returns the pipeline and the file it came from (None: from the log)."""
+    from ..yaml_io import load_yaml
+
+    config = run_log.get("run_config") or {}
+    file = config.get("pipeline_file") or ""
+    if file and Path(file).is_file():
+        return load_yaml(file), file
+    text = config.get("pipeline_yaml") or ""
+    if not text:
+        raise ExecutionError(f"run {run_log.get('run_id')!r} recorded no pipeline"
+                             + (f" and {file} is gone" if file else "") + "; give the pipeline file")
+    return load_yaml(text), None
+
+
+def retry_run(
+    run_id: str,
+    pipeline: Pipeline | str | os.PathLike[str] | None = None,
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    parameters: dict[str, Any] | None = None,
+    new_run_id: str | None = None,
+    **kwargs: Any,
+) -> RunResult:
+    """Start a new run of ``pipeline`` (default: the old run's) reusing the succeeded tasks of ``run_id``.
+
+    The new run starts from the old run's initial parameters, updated by
+    ``parameters``; ``kwargs`` go to ``run_pipeline`` (workers, subscribers,
+    cancel, timeout, slots ...). It records ``original_run_id`` and ends as an
+    ordinary run. Raises ``PipelineError`` for a missing run or bad pipeline.
+    """
+    folder = Path(cwd if cwd is not None else os.getcwd()).resolve()
+    old = load_run_log(run_id, folder)
+    file: str | os.PathLike[str] | None
+    if pipeline is None:
+        pipeline, file = recorded_pipeline(old)
+    elif isinstance(pipeline, Pipeline):
+        file = kwargs.pop("pipeline_file", None)
+    else:
+        from ..yaml_io import load_yaml
+
+        file = pipeline
+        pipeline = load_yaml(pipeline)
+    config = old.get("run_config") or {}
+    initial = config.get("initial_parameters")
+    start = dict(initial if isinstance(initial, dict) else old.get("parameters") or {})
+    start.update(parameters or {})
+    return run_pipeline(pipeline, parameters=start, run_id=new_run_id, cwd=folder, pipeline_file=file,
+                        original_run_log=old, **kwargs)
