@@ -76,11 +76,13 @@ def start_kernel(kernel_name: str, send: Send, cwd: str | None = None, zygote: A
                 km.start_kernel(extra_arguments=KERNEL_ARGUMENTS, stdout=subprocess.DEVNULL, stderr=stderr,
                                 cwd=cwd)
             except NoSuchKernel:
-                send(("kernel", None, False, connection_file))
+                _forget(connection_file, send)
                 raise UnknownKernelError(f"no such kernel: {kernel_name!r} (see `jupyter kernelspec list`)") \
                     from None
             except Exception as exc:
-                send(("kernel", None, False, connection_file))
+                with contextlib.suppress(Exception):
+                    km.cleanup_resources()
+                _forget(connection_file, send)
                 errors.append(f"{type(exc).__name__}: {exc}")
                 continue
             send(("kernel", _pid(km), True, connection_file))
@@ -139,7 +141,14 @@ def shutdown_kernel(km: KernelManager, send: Send) -> None:
             km.provisioner.process.wait(timeout=5)  # type: ignore[union-attr]
     with contextlib.suppress(Exception):
         km.cleanup_resources()
-    send(("kernel", pid, False, km.connection_file))
+    _forget(km.connection_file, send, pid)
+
+
+def _forget(connection_file: str, send: Send, pid: int | None = None) -> None:
+    """The kernel is gone: its connection file too, whatever jupyter_client did about it."""
+    with contextlib.suppress(OSError):
+        os.unlink(connection_file)
+    send(("kernel", pid, False, connection_file))
 
 
 class _Warming:
