@@ -152,8 +152,11 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
         pipeline, file = load_yaml(args.file), args.file
     else:
+        from ..progress import clean
+
         pipeline, file = recorded_pipeline(old)
-        print(f"pipeline: {file or 'as recorded in the run log of ' + args.old_run_id}", file=sys.stderr)
+        print(f"pipeline: {clean(file or 'as recorded in the run log of ' + args.old_run_id)}",
+              file=sys.stderr)
 
     def start(*, run_id: str | None, **kwargs: Any) -> Any:
         return retry_run(args.old_run_id, pipeline, new_run_id=run_id, pipeline_file=file, **kwargs)
