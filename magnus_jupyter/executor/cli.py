@@ -146,7 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_retry(args: argparse.Namespace) -> int:
     from .retry import load_run_log, recorded_pipeline, retry_run
 
-    old = load_run_log(args.old_run_id)
+    old = load_run_log(args.old_run_id)  # read here too: to name the recorded pipeline before starting
     if args.file is not None:
         from ..yaml_io import load_yaml
 

@@ -35,7 +35,7 @@ from ..model import Dag, Fail, Map, Parallel, Pipeline, Step, Stub, Success, Tas
 from . import events as ev
 from .catalog import Catalog, CatalogError
 from .params import ParameterStore, WriteLog, changed
-from .runlog import CATALOG_FOLDER, RunLogStore, attempt_log, branch_log, flatten, now, step_log
+from .runlog import CATALOG_FOLDER, RunLogStore, attempt_log, branch_log, flatten, now, orchestrator, step_log
 from .task import FAIL, SUCCESS, TaskResult, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -567,7 +567,7 @@ def run_pipeline(
                   "pipeline_file": str(Path(pipeline_file).resolve()) if pipeline_file else "",
                   "pipeline_yaml": _yaml_of(pipeline),
                   "initial_parameters": params.snapshot(),
-                  "orchestrator_pid": os.getpid()}
+                  "orchestrator": orchestrator()}
     store = RunLogStore.create(folder, run_id, params.snapshot(), run_config, interval=write_interval,
                                original_run_id=str((original_run_log or {}).get("run_id", "")))
     catalog = Catalog(folder, store.run_id)

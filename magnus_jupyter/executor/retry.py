@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import ExecutionError
 from ..model import Pipeline
 from .engine import RunResult, run_pipeline
-from .runlog import RUN_LOG_FOLDER, check_run_id, run_log_path
+from .runlog import RUN_LOG_FOLDER, check_run_id, run_log_path, still_running
 
 
 def load_run_log(run_id: str, cwd: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -73,6 +73,10 @@ def retry_run(
     """
     folder = Path(cwd if cwd is not None else os.getcwd()).resolve()
     old = load_run_log(run_id, folder)
+    pid = still_running(old)
+    if pid is not None:
+        raise ExecutionError(f"run {run_id!r} is still running (its orchestrator, pid {pid}, is alive); "
+                             "wait for it to end or stop it, then retry")
     file: str | os.PathLike[str] | None
     if pipeline is None:
         pipeline, file = recorded_pipeline(old)

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -64,6 +65,31 @@ def check_run_id(run_id: str) -> str:
 
 def run_log_path(cwd: str | os.PathLike[str], run_id: str) -> Path:
     return Path(cwd) / RUN_LOG_FOLDER / f"{run_id}.json"
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot, Linux), so a reused pid is not taken for it."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def orchestrator() -> dict[str, Any]:
+    """Who runs this run: recorded so a retry can tell a dead run from one still going."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": _start_ticks(os.getpid())}
+
+
+def still_running(run_log: dict[str, Any]) -> int | None:
+    """The pid of the run's orchestrator if the run is PROCESSING and that very process is alive."""
+    who = (run_log.get("run_config") or {}).get("orchestrator") or {}
+    pid = who.get("pid")
+    if run_log.get("status") != "PROCESSING" or not isinstance(pid, int) or pid == os.getpid():
+        return None
+    if who.get("host") != socket.gethostname() or who.get("started") is None:
+        return None
+    return pid if _start_ticks(pid) == who["started"] else None
 
 
 def step_log(name: str, internal_name: str, step_type: str) -> dict[str, Any]:

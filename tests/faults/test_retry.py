@@ -213,6 +213,8 @@ def test_sigkill_of_the_orchestrator_leaves_a_whole_log_no_processes_and_retry_f
 
     wait_for("q2 done while s and the notebook still run", ready)
     assert kernels(mark), "the hanging notebook's kernel should be running"
+    early = cli.run("retry", "killed", "--quiet")  # not while its orchestrator lives
+    assert early.returncode == 2 and "is still running" in early.stderr, early.stdout + early.stderr
     os.kill(proc.pid, signal.SIGKILL)  # the orchestrator only, as the OOM killer would
     proc.communicate()
 
