@@ -171,9 +171,10 @@ def _gone(pid: int, within: float = 10.0) -> bool:
 
 def test_timeout_kills_the_whole_shell_tree(pool: TaskSlots, tmp_path: Path) -> None:
     pidfile = tmp_path / "grandchild.pid"
-    spec = TaskSpec("slow", "shell", f"sleep 60 & echo $! > {pidfile}; wait", str(tmp_path), timeout=1)
+    # 3 s: time enough for the shell to write the pid file even on a loaded machine
+    spec = TaskSpec("slow", "shell", f"sleep 60 & echo $! > {pidfile}; wait", str(tmp_path), timeout=3)
     result = run(pool, spec)
-    assert result.status == FAIL and result.message == "timed out after 1 s"
+    assert result.status == FAIL and result.message == "timed out after 3 s"
     assert _gone(int(pidfile.read_text()))
     after = run(pool, TaskSpec("after", "shell", "export MAGNUS_PRM_ok=1", str(tmp_path)))
     assert after.status == SUCCESS and after.parameters == {"ok": 1}  # the slot was refilled
