@@ -21,7 +21,7 @@ PIPELINE = textwrap.dedent("""
 
 USAGE = [
     (["run", "p.yaml", "-p", "list.yaml"], "list.yaml:1: a parameters file must be a mapping"),
-    (["run", "p.yaml", "-p", "broken.yaml"], "broken.yaml:"),
+    (["run", "p.yaml", "-p", "broken.yaml"], "broken.yaml:3: YAML syntax error"),
     (["run", "p.yaml", "-p", "nothere.yaml"], "nothere.yaml: no such parameters file"),
     (["run", "p.yaml", "--param", "novalue"], "--param 'novalue': expected NAME=VALUE"),
     (["run", "p.yaml", "--param", "=3"], "--param '=3': expected NAME=VALUE"),

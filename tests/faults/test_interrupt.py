@@ -1,6 +1,7 @@
 """Ctrl-C in the CLI: the run is cancelled within 2 s, its tasks killed, partial notebooks kept, exit 130.
 
-The test sends SIGINT to the CLI's whole process group, as a terminal does.
+SIGINT goes to the CLI's whole process group, as a terminal sends it; SIGTERM
+(exit 143) to the CLI alone, as a service manager or ``kill`` sends it.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ PIPELINE = textwrap.dedent("""
 """)
 
 
-def test_ctrl_c_cancels_the_run_kills_tasks_keeps_partial_notebooks_and_exits_130(
-        cli: Cli, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["ctrl-c to the group", "sigterm to the cli"])
+def test_a_signal_cancels_the_run_kills_tasks_keeps_partial_notebooks_and_exits_128_plus_it(
+        cli: Cli, tmp_path: Path, signum: signal.Signals, code: int) -> None:
     (tmp_path / "pipeline.yaml").write_text(PIPELINE)
     write_notebook(tmp_path / "slow.ipynb", "print('first cell done')",
                    "import time\nopen('nb_started', 'w').close()\ntime.sleep(60)")
@@ -60,9 +63,12 @@ def test_ctrl_c_cancels_the_run_kills_tasks_keeps_partial_notebooks_and_exits_13
     wait_for("both tasks running", running)
     shell_pid = int((tmp_path / "sh_pid").read_text())
     sent = datetime.now()
-    os.killpg(proc.pid, signal.SIGINT)
+    if signum == signal.SIGINT:
+        os.killpg(proc.pid, signum)  # a terminal's Ctrl-C goes to the whole foreground group
+    else:
+        os.kill(proc.pid, signum)  # a service manager's stop goes to the main process
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, out + err
+    assert proc.returncode == code, out + err
     assert "Traceback" not in err
     assert "retry:   magnus-jupyter retry stopme" in out
 
