@@ -242,3 +242,27 @@ def test_a_long_run_summary_lists_only_what_did_not_succeed() -> None:
     assert table[0].split() == ["step", "type", "status", "tries", "time", "message"]
     assert table[2].split() == ["s7", "stub", "FAIL", "exit", "status", "1"]
     assert table[-1] == "100 steps and branches: 1 FAIL, 99 SUCCESS; showing the 1 not successful"
+
+
+def test_live_progress_and_summary_show_untrusted_names_and_messages_without_control_sequences() -> None:
+    import re
+
+    from magnus_jupyter.executor import events as ev
+
+    evil = "a\x1b[2J\x1b]0;pwned\x07\u202eb"
+    stream = _Stream(tty=True)
+    progress = TerminalProgress(stream, refresh=3600)  # type: ignore[arg-type]
+    for event in (ev.RunStarted("r", "log", "cat", {}, 2), ev.StepStarted("p", "p", "parallel"),
+                  ev.BranchStarted(f"p.{evil}"), ev.StepStarted(f"p.{evil}.t", "t", "task"),
+                  ev.RunWarning(f"value {evil}")):
+        progress(event)
+    progress._draw(force=True)
+    progress(ev.StepFinished(f"p.{evil}.t", "t", "task", "FAIL", f"\x1b[31m{evil}\x1b[0m"))
+    progress(ev.RunFinished("r", "FAIL", {}, "log", "cat"))
+    ours = re.compile(r"\x1b\[\d+F\x1b\[J")  # the live block's own cursor-up-and-clear
+    shown = ours.sub("", stream.text)
+    assert "\x1b" not in shown and "\x07" not in shown and "\u202e" not in shown
+    assert "a\\u202eb" in shown  # visible, escaped, not acted on
+    log = {"steps": {evil: R.step_log(evil, evil, "task") | {"status": "FAIL", "message": evil}}}
+    table = summary_table(log)
+    assert "\x1b" not in table and "\x07" not in table and "a\\u202eb" in table
