@@ -147,7 +147,7 @@ notebook, n, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 out = []
 with TaskSlots(workers) as slots:
     deadline = time.monotonic() + 60
-    while slots.warm_kernels < workers and time.monotonic() < deadline:  # steady state: kernels booted
+    while slots.ready_kernels < workers and time.monotonic() < deadline:  # steady state: kernels booted
         time.sleep(0.05)
     for i in range(n):
         path = os.path.abspath(f"chain_ours_{i}.ipynb")

@@ -186,7 +186,7 @@ class TaskSlots:
         return self._size
 
     @property
-    def warm_kernels(self) -> int:
+    def ready_kernels(self) -> int:
         """How many idle workers have a kernel that already answered (benchmarks wait for this)."""
         with self._lock:
             return sum(1 for w in self._workers if w.kernel_ready and w.job is None)

@@ -382,3 +382,12 @@ def test_a_kernel_that_never_starts_fails_after_retries(pool: TaskSlots, tmp_pat
     result = run(pool, spec)
     assert result.status == FAIL
     assert "always-dead" in result.message and "3 attempts" in result.message and "died" in result.message
+
+
+def test_without_warm_kernels_notebooks_start_their_own(tmp_path: Path) -> None:
+    with TaskSlots(1, warm_kernels=False) as slots:
+        assert slots.ready_kernels == 0
+        spec = notebook("cold", str(NOTEBOOKS / "trivial.ipynb"), tmp_path, parameters={"i": 3},
+                        returns=["square"])
+        result = slots.submit(spec).result(timeout=WAIT)
+    assert result.status == SUCCESS and result.parameters == {"square": 9}, result.message
