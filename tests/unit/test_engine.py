@@ -1052,3 +1052,65 @@ def test_real_notebooks_in_a_map_get_the_value_keep_outputs_apart_and_report_cel
         assert out.name in names
     cells = [e for e in events if isinstance(e, ev.CellExecuted) and e.internal_name == "m.3.nb"]
     assert cells and cells[-1].done == cells[-1].total
+
+
+# ---- retry ------------------------------------------------------------------------------------
+
+
+def test_retry_runs_again_a_succeeded_step_whose_catalog_files_are_gone_and_says_why(h: Harness) -> None:
+    from magnus_jupyter.executor.retry import retry_run
+
+    (h.tmp_path / "data.txt").write_text("made by a")
+    text = """
+        dag:
+          start_at: a
+          steps:
+            a: {type: task, command: t.ok, catalog: {put: [data.txt]}, next: b}
+            k: {type: task, command: t.ok, next: b}
+            b: {type: task, command: t.fail, next: success}
+            success: {type: success}
+            fail: {type: fail}
+    """
+    first = h.run(text, run_id="first")
+    assert first.status == FAIL
+    (first.catalog_path / "data.txt").unlink()  # someone cleaned the catalog
+    pipeline = load_yaml(textwrap.dedent(text).strip() + "\n")
+    again = retry_run("first", pipeline, cwd=h.tmp_path, slots_factory=h.factory, workers=2,
+                      new_run_id="second", subscribers=[h.events.append])
+    assert [s.internal_name for s in h.slots.specs] == ["a", "b"]  # type: ignore[union-attr]
+    assert "reused_from" not in find(again.run_log, "a")
+    assert any("'a' succeeded in run first but runs again: its catalog file" in w for w in again.warnings)
+    assert again.run_log["original_run_id"] == "first"
+
+
+def test_a_cancelled_run_leaves_no_step_processing_and_says_cancelled(h: Harness) -> None:
+    cancel = threading.Event()
+    started = threading.Event()
+
+    def block(spec: TaskSpec, stop: threading.Event) -> TaskResult:
+        started.set()
+        return _until_cancelled(spec, stop)
+
+    h.behaviours["block"] = block
+    threading.Thread(target=lambda: (started.wait(WAIT), cancel.set()), daemon=True).start()
+    result = h.run("""
+        dag:
+          start_at: p
+          steps:
+            p:
+              type: parallel
+              next: success
+              branches:
+                one:
+                  start_at: t
+                  steps:
+                    t: {type: task, command: t.block, next: success}
+                    success: {type: success}
+                    fail: {type: fail}
+            success: {type: success}
+            fail: {type: fail}
+    """, cancel=cancel)
+    assert result.status == FAIL and result.run_log["message"] == "cancelled"
+    assert find(result.run_log, "p.one.t")["status"] == FAIL
+    assert "cancelled" in find(result.run_log, "p.one.t")["message"]
+    assert all(status != "PROCESSING" for status in result.steps().values())
