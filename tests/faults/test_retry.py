@@ -145,9 +145,11 @@ def test_retry_api_takes_a_pipeline_and_new_parameters_and_refuses_unknown_runs(
     assert first.status == "FAIL"
     with pytest.raises(ExecutionError, match="no run log"):
         retry_run("nope", cwd=tmp_path)
-    second = retry_run("one", pipeline, cwd=tmp_path, parameters={"ok": 1}, workers=1, new_run_id="two")
+    # no pipeline given and none in a file: the YAML recorded in the old run log (an in-kernel run)
+    second = retry_run("one", cwd=tmp_path, parameters={"ok": 1}, workers=1, new_run_id="two")
     assert second.status == "SUCCESS" and second.run_id == "two"
     assert calls(tmp_path) == ["a", "b", "b"]
+    assert second.run_log["run_config"]["pipeline_file"] == ""
     with pytest.raises(ExecutionError, match="already exists"):
         retry_run("one", pipeline, cwd=tmp_path, workers=1, new_run_id="two")
 
