@@ -119,6 +119,7 @@ class TaskSlots:
         except BaseException:
             self._closed = True
             self._shutdown_workers([])
+            _release_forkserver()
             raise
         self._thread = threading.Thread(target=self._loop, name="magnus-task-slots", daemon=True)
         self._thread.start()
