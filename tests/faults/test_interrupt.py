@@ -90,3 +90,23 @@ def test_a_signal_cancels_the_run_kills_tasks_keeps_partial_notebooks_and_exits_
     partial = json.loads((tmp_path / ".catalog" / entries[0]["catalog_relative_path"]).read_text())
     texts = ["".join(o.get("text", "")) for c in partial["cells"] for o in c.get("outputs", [])]
     assert "first cell done\n" in texts
+
+
+def test_a_cancelled_run_is_retried_with_a_fixed_pipeline_file(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "pipeline.yaml").write_text(PIPELINE)
+    write_notebook(tmp_path / "slow.ipynb", "print('first cell done')",
+                   "import time\nopen('nb_started', 'w').close()\ntime.sleep(60)")
+    proc = cli.start("run", "pipeline.yaml", "--run-id", "stopped", "--quiet")
+    wait_for("the notebook to start", (tmp_path / "nb_started").exists)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    # the user makes both tasks quick, in a new file, and retries the cancelled run with it
+    (tmp_path / "fixed.yaml").write_text(PIPELINE.replace("echo $$ > sh_pid; sleep 60", "echo quick"))
+    write_notebook(tmp_path / "slow.ipynb", "print('first cell done')")
+    again = cli.run("retry", "stopped", "fixed.yaml", "--run-id", "resumed", "--quiet")
+    assert again.returncode == 0, again.stdout + again.stderr
+    log = read_log(tmp_path, "resumed")
+    assert log is not None and log["status"] == "SUCCESS" and log["original_run_id"] == "stopped"
+    assert log["run_config"]["pipeline_file"] == str(tmp_path / "fixed.yaml")
+    assert (tmp_path / "after_ran").exists()
