@@ -232,11 +232,11 @@ class TaskSlots:
         for worker in workers:
             self._drain(worker, [], [])
             _kill_group(worker.pid)
-            _kill_kernels(worker)
+            _kill_kernels(worker, forget=False)
         for worker in workers:
             worker.process.join(5)
             self._drain(worker, [], [])  # kernels announced at the last moment
-            _kill_kernels(worker)
+            _kill_kernels(worker)  # again: a dying kernel may have rewritten its file
             with contextlib.suppress(Exception):
                 worker.process.close()
             worker.conn.close()
@@ -427,7 +427,7 @@ def _kill_group(pid: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _kill_kernels(worker: _Worker) -> None:
+def _kill_kernels(worker: _Worker, forget: bool = True) -> None:
     """Kernels lead their own sessions, so a worker's death does not take them along; and the
     worker cannot remove their connection files any more."""
     for connection_file, pid in worker.kernels.items():
@@ -435,7 +435,8 @@ def _kill_kernels(worker: _Worker) -> None:
             _kill_group(kernel)
         with contextlib.suppress(OSError):
             os.unlink(connection_file)
-    worker.kernels.clear()
+    if forget:
+        worker.kernels.clear()
 
 
 def _pids_running(connection_file: str) -> list[int]:

@@ -92,6 +92,8 @@ def _run_kernel(args: list[str], env: dict[str, str], cwd: str | None) -> None:
     """In the forked kernel process: what ``python -m ipykernel_launcher ARGS`` would do."""
     code = 1
     try:
+        zygote = os.getppid()
+        _die_with_parent(zygote)
         os.setsid()  # like jupyter_client's launcher: the kernel leads its own session
         for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL if sig != signal.SIGPIPE else signal.SIG_IGN)
@@ -116,6 +118,24 @@ def _run_kernel(args: list[str], env: dict[str, str], cwd: str | None) -> None:
         code = 0
     finally:
         os._exit(code)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGKILL this kernel the moment the zygote dies (it dies with its worker's group).
+
+    A kernel forked while its worker is being killed has no pid the pool could know yet;
+    without this it would live on until ipykernel's parent poller noticed, and rewrite its
+    connection file after the pool removed it.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the zygote died before the prctl took effect
+        os._exit(1)
 
 
 class ForkedKernelProcess:
