@@ -161,3 +161,34 @@ def test_a_kernel_killed_from_outside_fails_its_step_and_the_run_ends(tmp_path: 
     step = steps(results[0].run_log)["victim"]
     assert results[0].status == "FAIL" and step["status"] == "FAIL"
     assert "died" in step["message"].lower(), step["message"]
+
+
+def test_a_kernel_that_dies_at_start_fails_clearly_after_a_bounded_number_of_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import sys
+
+    data = tmp_path / "jupyter-data"
+    spec = data / "kernels" / "dies-at-start"
+    spec.mkdir(parents=True)
+    starts = tmp_path / "starts"
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-c", f"open({str(starts)!r}, 'a').write('x'); raise SystemExit(3)",
+                 "{connection_file}"],
+        "display_name": "dies at start", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(data))
+    write_notebook(tmp_path / "nb.ipynb", "x = 1", kernel="dies-at-start")
+    pipeline = load_yaml(textwrap.dedent("""
+        dag:
+          start_at: t
+          steps:
+            t: {type: task, command_type: notebook, command: nb.ipynb, next: success}
+            success: {type: success}
+            fail: {type: fail}
+    """))
+    result = run_pipeline(pipeline, cwd=tmp_path, workers=1, warm_kernels=False, run_id="dies")
+    attempts = steps(result.run_log)["t"]["attempts"]
+    assert [a["status"] for a in attempts] == ["FAIL"]
+    assert "kernel 'dies-at-start' did not start after 3 attempts" in attempts[0]["message"], attempts
+    assert "died" in attempts[0]["message"].lower()
+    assert len(starts.read_text()) == 3  # a few starts for one attempt: bounded, no storm
