@@ -207,6 +207,22 @@ class RunMagics(Magics):
             running.start(workers=args.workers, parameters_file=args.parameters_file, params=args.param,
                           background=args.background)
 
+    @magic_arguments("%magnus_retry")
+    @argument("run_id", nargs="?", metavar="RUN_ID", help="the run to retry (default: the last run)")
+    @argument("--workers", type=int, metavar="N", help="task slots: tasks running at once (default: CPUs)")
+    @argument("--param", action="append", default=[], metavar="k=v",
+              help="change one parameter for the retry (VALUE as JSON, else text); repeatable")
+    @argument("--background", action="store_true", help="return at once; the widget keeps updating")
+    @line_magic
+    def magnus_retry(self, line: str) -> None:
+        """Retry a run with the declared pipeline: succeeded tasks are reused, the rest run again."""
+        args = _parse(self.magnus_retry, line)
+        from . import running
+
+        with _usage_errors():
+            running.start(workers=args.workers, params=args.param, background=args.background,
+                          retry_of=args.run_id or running.latest_run_id())
+
     @line_magic
     def magnus_show(self, line: str) -> None:
         """Show the declared pipeline's DAG widget (every step pending)."""
@@ -218,7 +234,6 @@ class RunMagics(Magics):
             running.show()
 
 
-# %magnus_retry belongs to the executor: it comes as its own Magics class and is listed here.
 MAGICS: tuple[type[Magics], ...] = (DeclareMagics, RunMagics)
 
 

@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import PipelineError
@@ -93,11 +94,13 @@ def show(pipeline: Pipeline | None = None) -> DagWidget:
 
 def start(*, workers: int | None = None, parameters_file: str | None = None, params: Iterable[str] = (),
           background: bool = False, pipeline: Pipeline | None = None, run_id: str | None = None,
-          display: bool = True, **engine: Any) -> InKernelRun:
+          display: bool = True, retry_of: str | None = None, **engine: Any) -> InKernelRun:
     """Run the declared pipeline (or ``pipeline``) with a live widget; blocks unless ``background``.
 
-    Bad input (an invalid pipeline, a missing parameters file, a run already
-    running) raises ``PipelineError`` before anything starts.
+    With ``retry_of`` the run is a retry of that run id: its succeeded tasks are
+    reused, the rest run again (``executor.retry``). Bad input (an invalid
+    pipeline, a missing parameters file or old run, a run already running)
+    raises ``PipelineError`` before anything starts.
     """
     global _LAST
     from .declare import current_pipeline
@@ -112,6 +115,10 @@ def start(*, workers: int | None = None, parameters_file: str | None = None, par
         raise PipelineError(f"--workers must be at least 1, found {workers}")
     graph = pipeline if pipeline is not None else current_pipeline()
     parameters = initial_parameters(parameters_file, list(params))
+    if retry_of is not None:
+        from .executor.retry import load_run_log
+
+        load_run_log(retry_of)  # a missing or unreadable old run is an error now, not in the thread
     cancel = threading.Event()
     run = InKernelRun(widget_for(graph, on_stop=cancel.set), cancel=cancel)
     if display:
@@ -119,8 +126,13 @@ def start(*, workers: int | None = None, parameters_file: str | None = None, par
 
     def target() -> None:
         try:
-            run.result = run_pipeline(graph, parameters=parameters, workers=workers, run_id=run_id,
-                                      subscribers=[run.widget.status], cancel=run.cancel, **engine)
+            common = dict(workers=workers, subscribers=[run.widget.status], cancel=run.cancel, **engine)
+            if retry_of is None:
+                run.result = run_pipeline(graph, parameters=parameters, run_id=run_id, **common)
+            else:
+                from .executor.retry import retry_run
+
+                run.result = retry_run(retry_of, graph, parameters=parameters, new_run_id=run_id, **common)
         except BaseException as exc:  # handed to the waiting cell, or printed for a background run
             run.error = exc
         try:
@@ -143,6 +155,18 @@ def start(*, workers: int | None = None, parameters_file: str | None = None, par
                 run.widget.publish()
         _report(run)
     return run
+
+
+def latest_run_id() -> str:
+    """The run to retry when none is named: this kernel's last run, else the newest run log here."""
+    if _LAST is not None and _LAST.result is not None:
+        return _LAST.result.run_id
+    from .executor.runlog import RUN_LOG_FOLDER
+
+    logs = sorted(Path(RUN_LOG_FOLDER).glob("*.json"), key=lambda p: p.stat().st_mtime)
+    if not logs:
+        raise PipelineError(f"no run to retry: no run log in {Path(RUN_LOG_FOLDER).resolve()}")
+    return logs[-1].stem
 
 
 def _report(run: InKernelRun) -> None:

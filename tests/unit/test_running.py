@@ -171,3 +171,26 @@ def test_kernel_interrupt_cancels_a_blocking_run(tmp_path: Path, monkeypatch: py
     assert run.result.status == "FAIL"
     assert json.loads(run.result.run_log_path.read_text())["status"] == "FAIL"
     _wait_for(lambda: not any(_alive(pid) for pid in _pids(tmp_path)))
+
+
+def test_magnus_retry_reuses_what_succeeded_and_reruns_the_fixed_step(ip: InteractiveShell,
+                                                                      tmp_path: Path) -> None:
+    """Fail a step, fix its cell, %magnus_retry: the succeeded step is not run again."""
+    ip.run_cell_magic("magnus_step", '"Count" --shell', "echo run >> calls.txt")
+    ip.run_cell_magic("magnus_step", '"Check" --shell', "test -e fixed.txt")
+    ip.run_line_magic("magnus_run", "--workers 1")  # a failed run is a result, not an error
+    first = running.last_run()
+    assert first is not None and first.result is not None and first.result.status == "FAIL"
+    (tmp_path / "fixed.txt").write_text("now it passes")
+    ip.run_line_magic("magnus_retry", "")
+    second = running.last_run()
+    assert second is not None and second.result is not None and second.result.status == "SUCCESS"
+    log = json.loads(second.result.run_log_path.read_text())
+    assert log["original_run_id"] == first.result.run_id
+    assert (tmp_path / "calls.txt").read_text().splitlines() == ["run"]  # "Count" was reused, not rerun
+
+
+def test_magnus_retry_names_a_missing_run(ip: InteractiveShell) -> None:
+    ip.run_cell_magic("magnus_step", '"Only" --stub', "# nothing to do")
+    with pytest.raises(UsageError, match="no-such-run"):
+        ip.run_line_magic("magnus_retry", "no-such-run")
