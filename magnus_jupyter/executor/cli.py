@@ -55,6 +55,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
                    help="kill a task attempt after this long, unless the task sets its own timeout")
     p.add_argument("--quiet", action="store_true", help="no live progress; the run id and summary only")
+    p.add_argument("--executor", default="local", metavar="NAME",
+                   help="where tasks run: local (worker processes here, the default), dask, or any "
+                        "executor another package registers")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="with --executor dask: the scheduler to use, e.g. tcp://host:8786 (default: start "
+                        "a LocalCluster of --workers worker processes)")
 
 
 def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
@@ -99,7 +105,9 @@ def _execute(args: argparse.Namespace, start: Callable[..., Any]) -> int:
     from ..progress import TerminalProgress, clean, summary_table
     from . import events as ev
     from .params import initial_parameters
+    from .registry import slots_factory
 
+    factory = slots_factory(args.executor, args.scheduler)  # an unknown name: exit 2 before anything runs
     parameters = initial_parameters(args.parameters_file, args.param)
 
     def announce(event: ev.Event) -> None:
@@ -113,7 +121,7 @@ def _execute(args: argparse.Namespace, start: Callable[..., Any]) -> int:
         subscribers.append(TerminalProgress(sys.stderr))
     with _cancel_on_signals() as cancel:
         result = start(parameters=parameters, run_id=args.run_id, workers=args.workers,
-                       subscribers=subscribers, cancel=cancel, timeout=args.timeout)
+                       subscribers=subscribers, cancel=cancel, timeout=args.timeout, slots_factory=factory)
     print()
     print(summary_table(result.run_log))
     print()
