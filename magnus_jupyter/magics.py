@@ -197,6 +197,9 @@ class RunMagics(Magics):
     @argument("--param", action="append", default=[], metavar="k=v",
               help="set one parameter (VALUE as JSON, else text); repeatable, wins over -p")
     @argument("--background", action="store_true", help="return at once; the widget keeps updating")
+    @argument("--executor", metavar="NAME", help="where tasks run: local (default), dask, or a registered")
+    @argument("--scheduler", metavar="ADDRESS", help="with --executor dask: e.g. tcp://host:8786 "
+                                                     "(default: a LocalCluster of --workers processes)")
     @line_magic
     def magnus_run(self, line: str) -> None:
         """Run the declared pipeline; the DAG widget shows it live. Interrupt the kernel to cancel."""
@@ -205,7 +208,7 @@ class RunMagics(Magics):
 
         with _usage_errors():
             running.start(workers=args.workers, parameters_file=args.parameters_file, params=args.param,
-                          background=args.background)
+                          background=args.background, executor=args.executor, scheduler=args.scheduler)
 
     @magic_arguments("%magnus_retry")
     @argument("run_id", nargs="?", metavar="RUN_ID", help="the run to retry (default: the last run)")

@@ -94,11 +94,13 @@ def show(pipeline: Pipeline | None = None) -> DagWidget:
 
 def start(*, workers: int | None = None, parameters_file: str | None = None, params: Iterable[str] = (),
           background: bool = False, pipeline: Pipeline | None = None, run_id: str | None = None,
-          display: bool = True, retry_of: str | None = None, **engine: Any) -> InKernelRun:
+          display: bool = True, retry_of: str | None = None, executor: str | None = None,
+          scheduler: str | None = None, **engine: Any) -> InKernelRun:
     """Run the declared pipeline (or ``pipeline``) with a live widget; blocks unless ``background``.
 
     With ``retry_of`` the run is a retry of that run id: its succeeded tasks are
-    reused, the rest run again (``executor.retry``). Bad input (an invalid
+    reused, the rest run again (``executor.retry``). ``executor`` names where tasks
+    run (``local``, ``dask`` or a registered one; ``scheduler``: a Dask address). Bad input (an invalid
     pipeline, a missing parameters file or old run, a run already running)
     raises ``PipelineError`` before anything starts.
     """
@@ -113,6 +115,10 @@ def start(*, workers: int | None = None, parameters_file: str | None = None, par
                             "cancel it with magnus_jupyter.running.last_run().stop()")
     if workers is not None and workers < 1:
         raise PipelineError(f"--workers must be at least 1, found {workers}")
+    if executor is not None or scheduler is not None:
+        from .executor.registry import slots_factory
+
+        engine["slots_factory"] = slots_factory(executor, scheduler)  # unknown name: an error now
     graph = pipeline if pipeline is not None else current_pipeline()
     parameters = initial_parameters(parameters_file, list(params))
     if retry_of is not None:
