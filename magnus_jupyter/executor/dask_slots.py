@@ -1,0 +1,392 @@
+"""``DaskSlots``: the task slots on a Dask cluster (``--executor dask``), with ``TaskSlots``' API.
+
+The engine still traverses in this process; each leaf task attempt is sent to
+the cluster as one Dask task. Workers need no shared file system: the run
+folder travels with the task and what the task changed comes back.
+
+- Files: every file of the run folder (hidden names, ``__pycache__`` and
+  ``node_modules`` left out) is scattered once per content (keyed by sha256,
+  so an unchanged file is sent once per run, not once per task); the worker
+  writes them into a temporary folder that becomes the task's ``cwd``. After
+  the task, files it created or changed come back and are written into the run
+  folder before the engine sees the result, so ``catalog: put`` and later steps
+  find them as with the local executor. ``catalog: get`` files are in the run
+  folder by then (the engine copies them before submitting), so they travel too.
+- On the worker the spec runs in a ``TaskSlots`` of that worker process (one
+  per Dask worker, kept warm): the same runner, kernels, timeouts and cleanup
+  as locally. Executed notebook and log text come back to the catalog paths
+  the engine named in the spec; returned parameters are in the ``TaskResult``.
+- A worker that dies mid-task is a ``FAIL`` naming it: the LocalCluster we
+  start allows no task re-runs (``allowed-failures: 0``), so Dask raises
+  ``KilledWorker`` at once; the engine's ``max_attempts`` decides about retries.
+- ``cancel`` cancels the Dask future; the worker notices its task was released
+  and kills the task's process.
+
+Imports dask only here, and only when a ``DaskSlots`` is made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import CancelledError, Future, InvalidStateError
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Any
+
+from .task import FAIL, TaskResult, TaskSpec
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str, int, int], None]
+
+_SKIP_DIRS = frozenset({"__pycache__", "node_modules"})
+_MAX_FILE = 256 << 20  # bytes: larger files do not travel (a data lake belongs in a shared store)
+_OUT = ".magnus-out"  # on the worker: executed notebook and log; hidden, so never taken for a task output
+_PROGRESS_TOPIC = "magnus-jupyter-progress"
+_RELEASED = ("cancelled", "released", "forgotten")
+
+
+def _scan(root: str) -> dict[str, tuple[int, int]]:
+    """Relative path -> (size, mtime_ns) of the files that travel with a task."""
+    found: dict[str, tuple[int, int]] = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS]
+        for name in files:
+            if name.startswith("."):
+                continue
+            path = os.path.join(folder, name)
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                if st.st_size <= _MAX_FILE:
+                    found[os.path.relpath(path, root)] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclasses.dataclass
+class _Outcome:
+    """What a task sends back from the worker: its result and the bytes the client needs."""
+
+    result: TaskResult
+    root: str  # the worker's working folder, to translate paths in messages
+    changed: dict[str, bytes] = dataclasses.field(default_factory=dict)
+    notebook: bytes | None = None
+    log: bytes | None = None
+
+
+# ------------------------------------------------------------------ worker side
+
+_pool_lock = threading.Lock()
+_pool: Any = None
+
+
+def _worker_pool(warm: bool) -> Any:
+    """This Dask worker's own ``TaskSlots``, started on its first task and kept for the next ones."""
+    global _pool
+    import multiprocessing
+
+    from .slots import TaskSlots
+
+    with _pool_lock:
+        if _pool is None:
+            # Dask starts workers as daemonic processes, which multiprocessing forbids to have children;
+            # our slot processes hold a lifeline to this one and die with it, which is what daemon buys.
+            multiprocessing.current_process()._config.pop("daemon", None)  # type: ignore[attr-defined]
+            from distributed import get_worker
+
+            worker = get_worker()
+
+            def progress(name: str, done: int, total: int) -> None:
+                worker.log_event(_PROGRESS_TOPIC, [name, done, total])
+
+            _pool = TaskSlots(max(1, int(worker.state.nthreads)), on_progress=progress, warm_kernels=warm)
+        return _pool
+
+
+def run_remote(spec: TaskSpec, files: dict[str, bytes], digests: dict[str, str], warm: bool) -> _Outcome:
+    """Run ``spec`` on this Dask worker in a folder made of ``files``; return the result and changes."""
+    from distributed import get_worker
+
+    root = tempfile.mkdtemp(prefix="magnus-task-")
+    try:
+        for relative, data in files.items():
+            path = os.path.join(root, relative)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as handle:
+                handle.write(data)
+        written = _scan(root)
+        out = os.path.join(root, _OUT)
+        os.makedirs(out)
+        local = dataclasses.replace(
+            spec, cwd=root,
+            notebook_output_path=(os.path.join(out, os.path.basename(spec.notebook_output_path))
+                                  if spec.notebook_output_path else None),
+            log_path=os.path.join(out, os.path.basename(spec.log_path)) if spec.log_path else None)
+        pool = _worker_pool(warm)
+        future = pool.submit(local)
+        worker = get_worker()
+        key = worker.get_current_task()
+        while True:
+            try:
+                result: TaskResult = future.result(timeout=0.2)
+                break
+            except FutureTimeout:
+                state = worker.state.tasks.get(key)
+                if state is None or state.state in _RELEASED:  # the client cancelled the task
+                    pool.cancel(spec.internal_name)
+        outcome = _Outcome(result, root)
+        for relative, stat in _scan(root).items():
+            if written.get(relative) == stat:
+                continue
+            with open(os.path.join(root, relative), "rb") as handle:
+                data = handle.read()
+            if digests.get(relative) != _digest(data):
+                outcome.changed[relative] = data
+        for attribute, path in (("notebook", local.notebook_output_path), ("log", local.log_path)):
+            if path and os.path.isfile(path):
+                with open(path, "rb") as handle:
+                    setattr(outcome, attribute, handle.read())
+        return outcome
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ client side
+
+
+class _Workspace:
+    """The run folder's files as scattered Dask data, one per content, hashed again only when changed."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self._hashes: dict[str, tuple[tuple[int, int], str]] = {}  # absolute path -> (stat, digest)
+        self._blobs: dict[str, Any] = {}  # digest -> Future of the bytes on the cluster
+
+    def snapshot(self, root: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """``(relative path -> data future, relative path -> digest)`` of the folder as it is now."""
+        with self._lock:
+            files = _scan(root)
+            digests: dict[str, str] = {}
+            fresh: dict[str, bytes] = {}
+            for relative, stat in files.items():
+                path = os.path.join(root, relative)
+                known = self._hashes.get(path)
+                if known is not None and known[0] == stat and known[1] in self._blobs:
+                    digests[relative] = known[1]
+                    continue
+                try:
+                    with open(path, "rb") as handle:
+                        data = handle.read()
+                except OSError:
+                    continue
+                digest = _digest(data)
+                self._hashes[path] = (stat, digest)
+                digests[relative] = digest
+                if digest not in self._blobs:
+                    fresh[digest] = data
+            if fresh:
+                scattered = self._client.scatter({f"magnus-file-{d}": b for d, b in fresh.items()})
+                for digest in fresh:
+                    self._blobs[digest] = scattered[f"magnus-file-{digest}"]
+            live = set(digests.values())  # tasks in flight hold their own references to older contents
+            for digest in [d for d in self._blobs if d not in live]:
+                del self._blobs[digest]
+            return {r: self._blobs[d] for r, d in digests.items()}, digests
+
+    def clear(self) -> None:
+        with self._lock:
+            self._blobs.clear()
+            self._hashes.clear()
+
+
+class _Job:
+    __slots__ = ("spec", "future", "remote")
+
+    def __init__(self, spec: TaskSpec) -> None:
+        self.spec = spec
+        self.future: Future[TaskResult] = Future()
+        self.future.set_running_or_notify_cancel()
+        self.remote: Any = None
+
+
+class DaskSlots:
+    """Run task specs on a Dask cluster: ``scheduler`` if given, else a LocalCluster of ``workers``."""
+
+    def __init__(self, workers: int, *, on_progress: ProgressCallback | None = None,
+                 warm_kernels: bool = True, scheduler: str | None = None) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
+        import dask
+        from distributed import Client, LocalCluster
+
+        self._warm = warm_kernels
+        self._on_progress = on_progress
+        self._lock = threading.Lock()
+        self._jobs: dict[str, _Job] = {}
+        self._closed = False
+        self._cluster: Any = None
+        try:
+            if scheduler is None:
+                with dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                                      "distributed.worker.daemon": False}):
+                    self._cluster = LocalCluster(n_workers=workers, processes=True, threads_per_worker=1,
+                                                 host="127.0.0.1", dashboard_address=None, memory_limit=0,
+                                                 silence_logs=logging.ERROR)
+                self.client = Client(self._cluster, set_as_default=False)
+            else:
+                self.client = Client(scheduler, set_as_default=False)
+        except Exception as exc:
+            if self._cluster is not None:
+                with contextlib.suppress(Exception):
+                    self._cluster.close()
+            from ..errors import ExecutionError
+
+            where = scheduler or "a LocalCluster"
+            raise ExecutionError(f"--executor dask: cannot connect to {where}: {type(exc).__name__}: "
+                                 f"{exc}") from None
+        self._workspace = _Workspace(self.client)
+        if on_progress is not None:
+            self.client.subscribe_topic(_PROGRESS_TOPIC, self._progress)
+
+    # ------------------------------------------------------------ public API
+
+    def submit(self, spec: TaskSpec) -> Future[TaskResult]:
+        """Send ``spec`` with the run folder's files; the future resolves once outputs are back here."""
+        job = _Job(spec)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot submit a task to a closed DaskSlots")
+        try:
+            files, digests = self._workspace.snapshot(spec.cwd)
+            key = f"magnus-task-{uuid.uuid4().hex}"
+            job.remote = self.client.submit(run_remote, spec, files, digests, self._warm, key=key,
+                                            pure=False, retries=0)
+        except Exception as exc:
+            job.future.set_result(_fail(spec, f"the task cannot be sent to the Dask cluster: "
+                                              f"{type(exc).__name__}: {exc}"))
+            return job.future
+        with self._lock:
+            self._jobs[key] = job
+        job.remote.add_done_callback(lambda _: self._finish(key))
+        return job.future
+
+    def cancel(self, internal_name: str) -> None:
+        """Cancel every attempt of ``internal_name``: FAIL "cancelled" now; the worker kills the task."""
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if j.spec.internal_name == internal_name]
+        for job in jobs:
+            with contextlib.suppress(Exception):
+                job.remote.cancel()
+            _resolve(job, _fail(job.spec, "cancelled"))
+
+    def close(self) -> None:
+        """Cancel what is pending, disconnect, and stop the LocalCluster if we started it. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            with contextlib.suppress(Exception):
+                job.remote.cancel()
+            _resolve(job, _fail(job.spec, "cancelled: the task pool was closed"))
+        self._workspace.clear()
+        with contextlib.suppress(Exception):
+            self.client.close()
+        if self._cluster is not None:
+            with contextlib.suppress(Exception):
+                self._cluster.close()
+
+    def __enter__(self) -> DaskSlots:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ results
+
+    def _finish(self, key: str) -> None:
+        with self._lock:
+            job = self._jobs.pop(key, None)
+        if job is None or job.future.done():
+            return
+        try:
+            outcome: _Outcome = job.remote.result()
+            result = self._land(job.spec, outcome)
+        except CancelledError:
+            result = _fail(job.spec, "cancelled")
+        except Exception as exc:
+            result = _fail(job.spec, _reason(exc))
+        _resolve(job, result)
+
+    @staticmethod
+    def _land(spec: TaskSpec, outcome: _Outcome) -> TaskResult:
+        """Write what the task changed into the run folder, its notebook and log into the catalog."""
+        result = outcome.result
+        root = Path(spec.cwd)
+        for relative, data in outcome.changed.items():
+            _write(root / relative, data)
+        result.output_notebook = None
+        if outcome.notebook is not None and spec.notebook_output_path:
+            _write(Path(spec.notebook_output_path), outcome.notebook)
+            result.output_notebook = spec.notebook_output_path
+        if outcome.log is not None and spec.log_path:
+            _write(Path(spec.log_path), outcome.log)
+        result.log_path = spec.log_path
+        out = os.path.join(outcome.root, _OUT)
+        for remote, here in ((os.path.join(out, os.path.basename(spec.notebook_output_path or "-")),
+                              spec.notebook_output_path),
+                             (os.path.join(out, os.path.basename(spec.log_path or "-")), spec.log_path),
+                             (outcome.root, spec.cwd)):
+            if here:
+                result.message = result.message.replace(remote, here)
+        return result
+
+    def _progress(self, event: Any) -> None:
+        _, message = event
+        name, done, total = message
+        with self._lock:
+            ours = any(j.spec.internal_name == name for j in self._jobs.values())
+        if ours and self._on_progress is not None:
+            with contextlib.suppress(Exception):  # a broken display must not stop the run
+                self._on_progress(name, int(done), int(total))
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically: a concurrent reader sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _reason(exc: BaseException) -> str:
+    name = type(exc).__name__
+    if name == "KilledWorker":
+        return f"the Dask worker running the task died (KilledWorker: {exc})"
+    return f"the task failed on the Dask cluster: {name}: {exc}"
+
+
+def _fail(spec: TaskSpec, message: str) -> TaskResult:
+    from .runners import now
+
+    stamp = now()
+    return TaskResult(FAIL, message, start_time=stamp, end_time=stamp, log_path=spec.log_path)
+
+
+def _resolve(job: _Job, result: TaskResult) -> None:
+    with contextlib.suppress(InvalidStateError):
+        job.future.set_result(result)
