@@ -317,12 +317,23 @@ done = slots.submit(TaskSpec("one", "notebook", notebook, folder,
                              notebook_output_path=os.path.join(folder, "one_out.ipynb"))).result()
 while not Path(folder, "sleeper.pid").exists():
     time.sleep(0.05)
+def children(pid):
+    kids = set()
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return kids
+    for task in tasks:
+        try:
+            kids |= {int(p) for p in (task / "children").read_text().split()}
+        except (FileNotFoundError, ProcessLookupError):  # a thread or process that ended meanwhile
+            pass
+    return kids
 found, todo = set(), [os.getpid()]
 while todo:
-    for task in Path(f"/proc/{todo.pop()}/task").iterdir():
-        kids = {int(p) for p in (task / "children").read_text().split()}
-        todo.extend(kids - found)
-        found |= kids
+    kids = children(todo.pop())
+    todo.extend(kids - found)
+    found |= kids
 print(json.dumps({"status": done.status, "processes": sorted(found)}), flush=True)
 os.kill(os.getpid(), signal.SIGKILL)  # no close(), no atexit
 """
