@@ -380,10 +380,14 @@ class _Engine:
         with self._lock:
             if scope.cancelled:
                 return TaskResult(FAIL, f"cancelled: {scope.reason}")
-            scope.running.add(spec.internal_name)
         try:
             future = slots.submit(spec)
-            if scope.cancelled:  # cancelled between our check and the submit: the pool had nothing to stop
+            # listed as running only once in the pool: a cancel() before this found nothing to stop
+            # (so stop it here), one after it stops it itself; either way the pool is told once
+            with self._lock:
+                scope.running.add(spec.internal_name)
+                missed = scope.cancelled
+            if missed:
                 slots.cancel(spec.internal_name)
             return future.result()
         except CancelledError:
