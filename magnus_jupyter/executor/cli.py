@@ -55,7 +55,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
                    help="kill a task attempt after this long, unless the task sets its own timeout")
     p.add_argument("--quiet", action="store_true", help="no live progress; the run id and summary only")
-    p.add_argument("--executor", default="local", metavar="NAME",
+    p.add_argument("--executor", metavar="NAME",
                    help="where tasks run: local (worker processes here, the default), dask, or any "
                         "executor another package registers")
     p.add_argument("--scheduler", metavar="ADDRESS",

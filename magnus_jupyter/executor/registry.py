@@ -55,7 +55,13 @@ def load_executor(name: str) -> Any:
 
 
 def slots_factory(name: str | None = None, scheduler: str | None = None) -> Any:
-    """A ``slots_factory`` for ``run_pipeline``: the named executor, with ``scheduler`` bound if given."""
+    """A ``slots_factory`` for ``run_pipeline``: the named executor, with ``scheduler`` bound if given.
+
+    Neither given: ``None``, the engine's own default, which imports the local
+    pool only when a first task needs it (a stub pipeline starts no process).
+    """
+    if name is None and scheduler is None:
+        return None
     cls = load_executor(name or DEFAULT)
     if scheduler is None:
         return cls
