@@ -36,6 +36,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+import warnings
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -184,7 +185,7 @@ class _Workspace:
             for relative, stat in files.items():
                 path = os.path.join(root, relative)
                 known = self._hashes.get(path)
-                if known is not None and known[0] == stat and known[1] in self._blobs:
+                if known is not None and known[0] == stat and self._held(known[1]):
                     digests[relative] = known[1]
                     continue
                 try:
@@ -195,16 +196,23 @@ class _Workspace:
                 digest = _digest(data)
                 self._hashes[path] = (stat, digest)
                 digests[relative] = digest
-                if digest not in self._blobs:
+                if not self._held(digest):
                     fresh[digest] = data
             if fresh:
-                scattered = self._client.scatter({f"magnus-file-{d}": b for d, b in fresh.items()})
+                # on every worker, so one dying loses no file; a fresh key, as the old one may be lost
+                keys = {d: f"magnus-file-{d}-{uuid.uuid4().hex[:8]}" for d in fresh}
+                scattered = self._client.scatter({keys[d]: b for d, b in fresh.items()}, broadcast=True)
                 for digest in fresh:
-                    self._blobs[digest] = scattered[f"magnus-file-{digest}"]
+                    self._blobs[digest] = scattered[keys[digest]]
             live = set(digests.values())  # tasks in flight hold their own references to older contents
             for digest in [d for d in self._blobs if d not in live]:
                 del self._blobs[digest]
             return {r: self._blobs[d] for r, d in digests.items()}, digests
+
+    def _held(self, digest: str) -> bool:
+        """Whether the cluster still has this content (all workers holding it may have died)."""
+        blob = self._blobs.get(digest)
+        return blob is not None and blob.status == "finished"
 
     def clear(self) -> None:
         with self._lock:
@@ -238,10 +246,14 @@ class DaskSlots:
         self._jobs: dict[str, _Job] = {}
         self._closed = False
         self._cluster: Any = None
+        self._own_tracker = False
         try:
             if scheduler is None:
+                self._own_tracker = _tracker_pid() is None
                 with dask.config.set({"distributed.scheduler.allowed-failures": 0,
-                                      "distributed.worker.daemon": False}):
+                                      "distributed.worker.daemon": False}), warnings.catch_warnings():
+                    # no dashboard; its bare HTTP server moves off a busy port, on 127.0.0.1 like the rest
+                    warnings.filterwarnings("ignore", message="Port .* is already in use")
                     self._cluster = LocalCluster(n_workers=workers, processes=True, threads_per_worker=1,
                                                  host="127.0.0.1", dashboard_address=None, memory_limit=0,
                                                  silence_logs=logging.ERROR)
@@ -249,9 +261,7 @@ class DaskSlots:
             else:
                 self.client = Client(scheduler, set_as_default=False)
         except Exception as exc:
-            if self._cluster is not None:
-                with contextlib.suppress(Exception):
-                    self._cluster.close()
+            self.close_cluster()
             from ..errors import ExecutionError
 
             where = scheduler or "a LocalCluster"
@@ -306,9 +316,24 @@ class DaskSlots:
         self._workspace.clear()
         with contextlib.suppress(Exception):
             self.client.close()
+        self.close_cluster()
+
+    def close_cluster(self) -> None:
+        """Stop our LocalCluster, and multiprocessing's resource tracker if the cluster started it,
+        so a closed pool leaves no process behind (as ``TaskSlots.close`` does)."""
         if self._cluster is not None:
             with contextlib.suppress(Exception):
                 self._cluster.close()
+            self._cluster = None
+        if self._own_tracker:
+            self._own_tracker = False
+            from . import slots
+
+            if slots._open_pools == 0:  # a local pool still open may share the tracker
+                from multiprocessing import resource_tracker
+
+                with contextlib.suppress(Exception):
+                    resource_tracker._resource_tracker._stop()  # type: ignore[attr-defined]
 
     def __enter__(self) -> DaskSlots:
         return self
@@ -363,6 +388,12 @@ class DaskSlots:
         if ours and self._on_progress is not None:
             with contextlib.suppress(Exception):  # a broken display must not stop the run
                 self._on_progress(name, int(done), int(total))
+
+
+def _tracker_pid() -> int | None:
+    from multiprocessing import resource_tracker
+
+    return getattr(resource_tracker._resource_tracker, "_pid", None)
 
 
 def _write(path: Path, data: bytes) -> None:
