@@ -1,0 +1,332 @@
+"""``--executor dask`` on a real LocalCluster of 2 worker processes: same run logs as the local executor.
+
+One cluster serves the module (starting one costs seconds). Workers get the run
+folder's files with each task in a temporary folder of their own, so these
+tests also show that nothing relies on a shared file system: tasks report
+their working folder and it is never the run folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from magnus_jupyter.executor.dask_slots import DaskSlots
+from magnus_jupyter.executor.engine import RunResult, run_pipeline
+from magnus_jupyter.executor.params import initial_parameters
+from magnus_jupyter.executor.runlog import flatten
+from magnus_jupyter.yaml_io import load_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPAT = ROOT.parent / "shared" / "compat" / "magnus-0.5"
+NAMES = sorted(p.name[: -len(".yaml")] for p in COMPAT.glob("*.yaml") if not p.name.endswith(".params.yaml"))
+DEMO = ROOT / "notebooks"
+
+pytestmark = pytest.mark.slow
+
+
+def _cluster_processes(slots: DaskSlots) -> set[int]:
+    """The Dask worker processes and everything under them: slot workers, forkservers, kernels, tasks."""
+    pids: set[int] = set()
+    for pid in slots.client.run(os.getpid).values():
+        pids.add(pid)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            pids.update(p.pid for p in psutil.Process(pid).children(recursive=True))
+    return pids
+
+
+def _wait_until(check: Callable[[], Any], what: str, limit: float = 60.0) -> Any:
+    """Poll ``check`` until it returns something true; a generous bound so a stuck run fails, not hangs."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.add(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def _wait_gone(pids: set[int], what: str) -> None:
+    """Every process in ``pids`` ends (within a generous bound); else name the ones left."""
+    try:
+        _wait_until(lambda: not _alive(pids), what, 30)
+    except AssertionError:
+        left = []
+        for pid in _alive(pids):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                left.append(f"{pid}: {' '.join(psutil.Process(pid).cmdline())[:160]}")
+        raise AssertionError(f"{what}: still running:\n" + "\n".join(left)) from None
+
+
+@pytest.fixture(scope="module")
+def dask_slots() -> Iterator[DaskSlots]:
+    slots = DaskSlots(2, warm_kernels=True)
+    try:
+        yield slots
+    finally:
+        started = _cluster_processes(slots)
+        slots.close()
+        _wait_gone(started, "the cluster's processes end")
+
+
+def _copy_demo(folder: Path) -> None:
+    (folder / "notebooks").mkdir()
+    for file in DEMO.glob("*.ipynb"):
+        shutil.copy(file, folder / "notebooks" / file.name)
+    shutil.copy(DEMO / "pipeline.yaml", folder / "notebooks" / "pipeline.yaml")
+
+
+def _sleepers(marker: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if marker in " ".join(proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_compat_corpus_on_dask_matches_real_magnus(name: str, compat_dir: Path, tmp_path: Path,
+                                                   dask_slots: DaskSlots) -> None:
+    expected: dict[str, Any] = json.loads((compat_dir / f"{name}.expected.json").read_text())
+    params_file = compat_dir / f"{name}.params.yaml"
+    parameters = initial_parameters(params_file if params_file.exists() else None, (), environ={})
+    result = run_pipeline(load_yaml(compat_dir / f"{name}.yaml"), parameters=parameters, run_id="compat",
+                          cwd=tmp_path, slots=dask_slots)
+    assert result.status == expected["status"]
+    assert flatten(result.run_log) == expected["steps"]
+    assert result.parameters == expected["parameters"]
+
+
+def test_the_demo_on_dask_gives_the_local_parameters(tmp_path: Path, dask_slots: DaskSlots) -> None:
+    """The local run goes through the CLI in a process of its own: its pool's helpers stay its own."""
+    for executor in ("local", "dask"):
+        folder = tmp_path / executor
+        folder.mkdir()
+        _copy_demo(folder)
+    done = subprocess.run([sys.executable, "-m", "magnus_jupyter", "run", "notebooks/pipeline.yaml",
+                           "--workers", "2", "--run-id", "demo", "--quiet"], cwd=tmp_path / "local",
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    local_log = json.loads((tmp_path / "local" / ".run_log_store" / "demo.json").read_text())
+    dask = run_pipeline(load_yaml(tmp_path / "dask" / "notebooks" / "pipeline.yaml"), run_id="demo",
+                        cwd=tmp_path / "dask", slots=dask_slots)
+    assert dask.status == "SUCCESS", dask.run_log
+    assert local_log["status"] == "SUCCESS"
+    assert flatten(dask.run_log) == flatten(local_log)
+    assert dask.parameters == local_log["parameters"]
+    assert set(dask.parameters) == {"n_rows", "xgb_accuracy", "rf_accuracy", "ensemble_accuracy",
+                                    "best_model"}
+    # files the notebooks wrote on the workers came back: the put and the data folder, as locally
+    catalog = tmp_path / "dask" / ".catalog" / "demo"
+    assert (catalog / "data" / "xgb_weights.npy").read_bytes() == \
+        (tmp_path / "local" / ".catalog" / "demo" / "data" / "xgb_weights.npy").read_bytes()
+    for file in ("features.npz", "xgb_prepared.npz", "xgb_weights.npy"):
+        assert (tmp_path / "dask" / "data" / file).is_file()
+    executed = json.loads((catalog / "Ensemble_Modelling_out.ipynb").read_text())
+    assert "ensemble" in json.dumps(executed["cells"])
+
+
+CATALOG = """\
+dag:
+  start_at: write
+  steps:
+    write:
+      type: task
+      command_type: shell
+      command: mkdir -p data && echo "from the first worker" > data/a.txt && export MAGNUS_PRM_first=$(pwd)
+      catalog:
+        put: [data/a.txt]
+      next: read
+    read:
+      type: task
+      command_type: shell
+      command: export MAGNUS_PRM_text="$(cat data/a.txt)" && export MAGNUS_PRM_second=$(pwd)
+      catalog:
+        get: [data/a.txt]
+      next: success
+    success:
+      type: success
+    fail:
+      type: fail
+"""
+
+
+def test_catalog_files_travel_without_a_shared_folder(tmp_path: Path, dask_slots: DaskSlots) -> None:
+    (tmp_path / "p.yaml").write_text(CATALOG)
+    result = run_pipeline(load_yaml(tmp_path / "p.yaml"), run_id="cat", cwd=tmp_path, slots=dask_slots)
+    assert result.status == "SUCCESS", result.run_log
+    assert result.parameters["text"] == "from the first worker"
+    assert str(tmp_path) not in (result.parameters["first"], result.parameters["second"])
+    assert (tmp_path / ".catalog" / "cat" / "data" / "a.txt").read_text() == "from the first worker\n"
+    read = result.run_log["steps"]["read"]
+    assert [(e["name"], e["stage"]) for e in read["data_catalog"] if e["name"] == "data/a.txt"] == \
+        [("data/a.txt", "get")]
+    assert "from the first worker" not in (tmp_path / ".catalog" / "cat" / "write.execution.log").read_text()
+
+
+def test_the_cli_runs_on_a_given_scheduler(tmp_path: Path, compat_dir: Path, dask_slots: DaskSlots) -> None:
+    shutil.copy(compat_dir / "concepts_task_shell_parameters.yaml", tmp_path / "p.yaml")
+    shutil.copy(compat_dir / "concepts_task_shell_parameters.params.yaml", tmp_path / "params.yaml")
+    address = dask_slots.client.scheduler.address
+    done = subprocess.run([sys.executable, "-m", "magnus_jupyter", "run", "p.yaml", "-p", "params.yaml",
+                           "--executor", "dask", "--scheduler", address, "--run-id", "cli", "--quiet"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = json.loads((tmp_path / ".run_log_store" / "cli.json").read_text())
+    assert log["parameters"] == {"spam": "Universe", "eggs": {"ham": "Maybe, one more.."}}
+
+
+KILLED = """\
+dag:
+  start_at: slow
+  steps:
+    slow:
+      type: task
+      command_type: shell
+      max_attempts: 2
+      command: test -e {flag} || {{ touch {flag} && sleep {marker}; }}
+      next: success
+    success:
+      type: success
+    fail:
+      type: fail
+"""
+
+
+def _worker_running_a_task(slots: DaskSlots) -> str | None:
+    for address, keys in slots.client.processing().items():
+        if any(str(k).startswith("magnus-task-") for k in keys):
+            return str(address)
+    return None
+
+
+def test_a_killed_worker_fails_the_attempt_with_a_reason_and_the_retry_runs(tmp_path: Path,
+                                                                           dask_slots: DaskSlots) -> None:
+    marker = "61.0731"  # sleep's argument: finds the task's process in the process table
+    flag = tmp_path.parent / f"{tmp_path.name}-started"
+    (tmp_path / "p.yaml").write_text(KILLED.format(flag=flag, marker=marker))
+    results: list[RunResult] = []
+    run = threading.Thread(target=lambda: results.append(
+        run_pipeline(load_yaml(tmp_path / "p.yaml"), run_id="killed", cwd=tmp_path, slots=dask_slots)))
+    run.start()
+    try:
+        _wait_until(lambda: _sleepers(f"sleep {marker}"), "the task's sleep to start")
+        address = _wait_until(lambda: _worker_running_a_task(dask_slots), "the scheduler to show the task")
+        pid = dask_slots.client.run(os.getpid, workers=[address])[address]
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        run.join(120)
+    assert not run.is_alive(), "the run hung after its worker died"
+    result = results[0]
+    step = result.run_log["steps"]["slow"]
+    assert [a["status"] for a in step["attempts"]] == ["FAIL", "SUCCESS"]
+    assert "the Dask worker running the task died (KilledWorker" in step["attempts"][0]["message"]
+    assert result.status == "SUCCESS"
+    _wait_until(lambda: not _sleepers(f"sleep {marker}"), "the killed worker's task process to end", 30)
+    dask_slots.client.wait_for_workers(2, timeout=60)  # the nanny restarts it, for the tests after this one
+
+
+CANCELLED = """\
+dag:
+  start_at: slow
+  steps:
+    slow:
+      type: task
+      command_type: shell
+      command: sleep {marker}
+      next: success
+    success:
+      type: success
+    fail:
+      type: fail
+"""
+
+
+def test_cancel_stops_the_task_on_the_worker(tmp_path: Path, dask_slots: DaskSlots) -> None:
+    marker = "62.0417"
+    (tmp_path / "p.yaml").write_text(CANCELLED.format(marker=marker))
+    cancel = threading.Event()
+    results: list[RunResult] = []
+    run = threading.Thread(target=lambda: results.append(
+        run_pipeline(load_yaml(tmp_path / "p.yaml"), run_id="cancelled", cwd=tmp_path, slots=dask_slots,
+                     cancel=cancel)))
+    run.start()
+    try:
+        _wait_until(lambda: _sleepers(f"sleep {marker}"), "the task's sleep to start")
+        cancel.set()
+    finally:
+        run.join(120)
+    assert not run.is_alive()
+    result = results[0]
+    assert result.status == "FAIL"
+    assert result.run_log["steps"]["slow"]["message"].startswith("cancelled")
+    _wait_until(lambda: not _sleepers(f"sleep {marker}"), "the cancelled task's process to end", 30)
+
+
+def test_closing_leaves_no_process_of_the_cluster(tmp_path: Path) -> None:
+    """Dask workers, their slot workers, forkservers, warm kernels: all gone after close()."""
+    _copy_demo(tmp_path)
+    (tmp_path / "p.yaml").write_text(
+        "dag:\n  start_at: f\n  steps:\n    f:\n      type: task\n      command_type: notebook\n"
+        "      command: notebooks/get_features.ipynb\n      returns: [n_rows]\n"
+        "      next: success\n    success:\n      type: success\n    fail:\n      type: fail\n")
+    slots = DaskSlots(1)
+    try:
+        result = run_pipeline(load_yaml(tmp_path / "p.yaml"), run_id="own", cwd=tmp_path, slots=slots)
+        assert result.status == "SUCCESS", result.run_log
+        assert result.parameters == {"n_rows": 2000}
+        started = _cluster_processes(slots)
+        assert len(started) >= 4  # a Dask worker, a forkserver, a slot worker, a kernel at least
+    finally:
+        slots.close()
+    _wait_gone(started, "every process of the cluster ends")
+
+
+def test_magnus_run_in_a_notebook_uses_the_named_scheduler(tmp_path: Path, dask_slots: DaskSlots,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from IPython.core.error import UsageError
+    from IPython.testing import globalipapp
+
+    from magnus_jupyter import running
+    from magnus_jupyter.declare import session
+
+    ip = globalipapp.get_ipython()
+    monkeypatch.chdir(tmp_path)
+    ip.run_line_magic("load_ext", "magnus_jupyter")
+    session().reset()
+    try:
+        ip.run_cell_magic("magnus_step", '"hello" --shell', "export MAGNUS_PRM_where=$(pwd)\n")
+        with pytest.raises(UsageError, match="unknown executor 'nope'; known executors: dask, local"):
+            ip.run_line_magic("magnus_run", "--executor nope")
+        ip.run_line_magic("magnus_run", f"--executor dask --scheduler {dask_slots.client.scheduler.address}")
+        run = running.last_run()
+        assert run is not None and run.result is not None
+        assert run.result.status == "SUCCESS", run.result.run_log
+        where = run.result.parameters["where"]
+        assert where != str(tmp_path) and "magnus-task-" in where  # ran in a worker's own folder
+    finally:
+        session().reset()
