@@ -93,8 +93,8 @@ _pool_lock = threading.Lock()
 _pool: Any = None
 
 
-def _worker_pool(warm: bool) -> Any:
-    """This Dask worker's own ``TaskSlots``, started on its first task and kept for the next ones."""
+def _worker_pool(warm: bool, worker: Any = None) -> Any:
+    """This Dask worker's own ``TaskSlots``, started once (``prestart`` or the first task) and kept."""
     global _pool
     import multiprocessing
 
@@ -105,15 +105,22 @@ def _worker_pool(warm: bool) -> Any:
             # Dask starts workers as daemonic processes, which multiprocessing forbids to have children;
             # our slot processes hold a lifeline to this one and die with it, which is what daemon buys.
             multiprocessing.current_process()._config.pop("daemon", None)  # type: ignore[attr-defined]
-            from distributed import get_worker
+            if worker is None:
+                from distributed import get_worker
 
-            worker = get_worker()
+                worker = get_worker()
 
             def progress(name: str, done: int, total: int) -> None:
                 worker.log_event(_PROGRESS_TOPIC, [name, done, total])
 
             _pool = TaskSlots(max(1, int(worker.state.nthreads)), on_progress=progress, warm_kernels=warm)
         return _pool
+
+
+def prestart(warm: bool, dask_worker: Any = None) -> None:
+    """Start this worker's pool (and warm kernel) in the background, so a first task does not wait."""
+    threading.Thread(target=_worker_pool, args=(warm, dask_worker), name="magnus-prestart",
+                     daemon=True).start()
 
 
 def run_remote(spec: TaskSpec, files: dict[str, bytes], digests: dict[str, str], warm: bool) -> _Outcome:
@@ -268,6 +275,8 @@ class DaskSlots:
             raise ExecutionError(f"--executor dask: cannot connect to {where}: {type(exc).__name__}: "
                                  f"{exc}") from None
         self._workspace = _Workspace(self.client)
+        with contextlib.suppress(Exception):  # only a head start: the first task starts the pool anyway
+            self.client.run(prestart, warm_kernels)
         if on_progress is not None:
             self.client.subscribe_topic(_PROGRESS_TOPIC, self._progress)
 
