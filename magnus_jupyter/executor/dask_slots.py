@@ -91,6 +91,7 @@ class _Outcome:
 
 _pool_lock = threading.Lock()
 _pool: Any = None
+_owners: dict[str, str] = {}  # internal name -> the DaskSlots (its token) whose task runs here now
 
 
 def _worker_pool(warm: bool, worker: Any = None) -> Any:
@@ -111,7 +112,9 @@ def _worker_pool(warm: bool, worker: Any = None) -> Any:
                 worker = get_worker()
 
             def progress(name: str, done: int, total: int) -> None:
-                worker.log_event(_PROGRESS_TOPIC, [name, done, total])
+                owner = _owners.get(name)
+                if owner is not None:
+                    worker.log_event(_PROGRESS_TOPIC, [owner, name, done, total])
 
             _pool = TaskSlots(max(1, int(worker.state.nthreads)), on_progress=progress, warm_kernels=warm)
         return _pool
@@ -123,7 +126,8 @@ def prestart(warm: bool, dask_worker: Any = None) -> None:
                      daemon=True).start()
 
 
-def run_remote(spec: TaskSpec, files: dict[str, bytes], digests: dict[str, str], warm: bool) -> _Outcome:
+def run_remote(spec: TaskSpec, files: dict[str, bytes], digests: dict[str, str], warm: bool,
+               owner: str = "") -> _Outcome:
     """Run ``spec`` on this Dask worker in a folder made of ``files``; return the result and changes."""
     from distributed import get_worker
 
@@ -143,6 +147,7 @@ def run_remote(spec: TaskSpec, files: dict[str, bytes], digests: dict[str, str],
                                   if spec.notebook_output_path else None),
             log_path=os.path.join(out, os.path.basename(spec.log_path)) if spec.log_path else None)
         pool = _worker_pool(warm)
+        _owners[spec.internal_name] = owner  # cell progress goes to the client that sent the task
         future = pool.submit(local)
         worker = get_worker()
         key = worker.get_current_task()
@@ -168,6 +173,8 @@ def run_remote(spec: TaskSpec, files: dict[str, bytes], digests: dict[str, str],
                     setattr(outcome, attribute, handle.read())
         return outcome
     finally:
+        if _owners.get(spec.internal_name) == owner:
+            _owners.pop(spec.internal_name, None)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -253,6 +260,7 @@ class DaskSlots:
         self._jobs: dict[str, _Job] = {}
         self._closed = False
         self._cluster: Any = None
+        self._token = uuid.uuid4().hex  # tags this pool's cell-progress events on the cluster
         self._own_tracker = False
         try:
             if scheduler is None:
@@ -291,8 +299,8 @@ class DaskSlots:
         try:
             files, digests = self._workspace.snapshot(spec.cwd)
             key = f"magnus-task-{uuid.uuid4().hex}"
-            job.remote = self.client.submit(run_remote, spec, files, digests, self._warm, key=key,
-                                            pure=False, retries=0)
+            job.remote = self.client.submit(run_remote, spec, files, digests, self._warm, self._token,
+                                            key=key, pure=False, retries=0)
         except Exception as exc:
             job.future.set_result(_fail(spec, f"the task cannot be sent to the Dask cluster: "
                                               f"{type(exc).__name__}: {exc}"))
@@ -391,10 +399,8 @@ class DaskSlots:
 
     def _progress(self, event: Any) -> None:
         _, message = event
-        name, done, total = message
-        with self._lock:
-            ours = any(j.spec.internal_name == name for j in self._jobs.values())
-        if ours and self._on_progress is not None:
+        owner, name, done, total = message
+        if owner == self._token and self._on_progress is not None:
             with contextlib.suppress(Exception):  # a broken display must not stop the run
                 self._on_progress(name, int(done), int(total))
 

@@ -288,17 +288,23 @@ def test_cancel_stops_the_task_on_the_worker(tmp_path: Path, dask_slots: DaskSlo
 
 
 def test_closing_leaves_no_process_of_the_cluster(tmp_path: Path) -> None:
-    """Dask workers, their slot workers, forkservers, warm kernels: all gone after close()."""
+    """Dask workers, their slot workers, forkservers, warm kernels: all gone after close(); and cell
+    progress came back from the worker while it ran."""
     _copy_demo(tmp_path)
     (tmp_path / "p.yaml").write_text(
         "dag:\n  start_at: f\n  steps:\n    f:\n      type: task\n      command_type: notebook\n"
         "      command: notebooks/get_features.ipynb\n      returns: [n_rows]\n"
         "      next: success\n    success:\n      type: success\n    fail:\n      type: fail\n")
-    slots = DaskSlots(1)
+    progress: list[tuple[str, int, int]] = []
+    slots = DaskSlots(1, on_progress=lambda *event: progress.append(event))
     try:
         result = run_pipeline(load_yaml(tmp_path / "p.yaml"), run_id="own", cwd=tmp_path, slots=slots)
         assert result.status == "SUCCESS", result.run_log
         assert result.parameters == {"n_rows": 2000}
+        # cell progress from the worker reaches this process (events, hence the widget), in order
+        _wait_until(lambda: any(done == total for _, done, total in progress), "the last cell's progress")
+        total = progress[-1][2]
+        assert total >= 3 and progress == [("f", done, total) for done in range(1, total + 1)]
         started = _cluster_processes(slots)
         assert len(started) >= 4  # a Dask worker, a forkserver, a slot worker, a kernel at least
     finally:
