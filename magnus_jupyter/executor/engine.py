@@ -566,7 +566,8 @@ def run_pipeline(
     if not folder.is_dir():
         raise ExecutionError(f"{folder}: the run folder does not exist")
     params = ParameterStore(parameters or {})
-    run_config = {"executor": {"type": "magnus-jupyter-local", "workers": workers, "timeout": timeout},
+    run_config = {"executor": {"type": f"magnus-jupyter-{_executor_name(slots, slots_factory)}",
+                               "workers": workers, "timeout": timeout},
                   "pipeline": pipeline.name or "",
                   "pipeline_file": str(Path(pipeline_file).resolve()) if pipeline_file else "",
                   "pipeline_yaml": _yaml_of(pipeline),
@@ -625,6 +626,13 @@ def run_pipeline(
     bus.publish(ev.RunFinished(result.run_id, result.status, result.parameters, str(result.run_log_path),
                                str(result.catalog_path), tuple(result.warnings)))
     return result
+
+
+def _executor_name(slots: Any, factory: Any) -> str:
+    """Where the tasks run, for the run log: a pool's ``executor_name`` (``dask``), else ``local``."""
+    target = slots if slots is not None else factory
+    target = getattr(target, "func", target)  # a functools.partial binding a scheduler address
+    return str(getattr(target, "executor_name", "local"))
 
 
 def _yaml_of(pipeline: Pipeline) -> str:
