@@ -247,6 +247,8 @@ class _Job:
 class DaskSlots:
     """Run task specs on a Dask cluster: ``scheduler`` if given, else a LocalCluster of ``workers``."""
 
+    executor_name = "dask"  # recorded in the run log's run_config
+
     def __init__(self, workers: int, *, on_progress: ProgressCallback | None = None,
                  warm_kernels: bool = True, scheduler: str | None = None) -> None:
         if workers < 1:

@@ -198,6 +198,7 @@ def test_the_cli_runs_on_a_given_scheduler(tmp_path: Path, compat_dir: Path, das
     assert done.returncode == 0, done.stdout + done.stderr
     log = json.loads((tmp_path / ".run_log_store" / "cli.json").read_text())
     assert log["parameters"] == {"spam": "Universe", "eggs": {"ham": "Maybe, one more.."}}
+    assert log["run_config"]["executor"]["type"] == "magnus-jupyter-dask"
 
 
 KILLED = """\
