@@ -1,0 +1,233 @@
+"""``execute-step``: run one step of a run, by internal name, against its run log and catalog.
+
+What an Argo pod runs (``argo.py``): the workflow, not this process, walks the
+pipeline, so each call does one step's share of what the engine does and
+records it where the engine would, at any depth of parallel and map branches:
+
+- ``--init``: create the run log (pipeline YAML, initial parameters);
+- a task: catalog get, attempts up to ``max_attempts``, catalog put, parameter
+  updates merged into the run's parameters; a stub: SUCCESS;
+- ``success`` / ``fail``: the step SUCCESS and its graph's (branch or run) status;
+- a parallel / map / dag step, ``--phase start``: its log and branch logs (a
+  map writes its values, as JSON text, to ``--values-out`` for Argo's
+  ``withParam``); ``--phase end``: its status from its branches'.
+
+The exit status is the step's: 0 SUCCESS, 1 FAIL (a ``fail`` step exits 1, so
+the workflow that reaches it fails). Concurrent pods share the run log through
+an exclusive lock file next to it (``flock``: one host, or a file system that
+honours it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import ExecutionError
+from ..model import Dag, Fail, Map, Parallel, Pipeline, Step, Success, Task, join_name
+from .catalog import Catalog, CatalogError
+from .params import changed
+from .runlog import RUN_LOG_FOLDER, RunLogStore, attempt_log, branch_log, now, run_log_path, step_log
+from .task import FAIL, SUCCESS, TaskSpec
+
+
+@contextlib.contextmanager
+def _locked(root: Path, run_id: str) -> Iterator[dict[str, Any]]:
+    """The run log for read-modify-write, under an exclusive lock; written back atomically."""
+    path = run_log_path(root, run_id)
+    if not path.is_file():
+        raise ExecutionError(f"run {run_id!r}: no run log at {path}; run execute-step --init first")
+    with open(root / RUN_LOG_FOLDER / f".{run_id}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(path.read_text(encoding="utf-8"))
+        yield data
+        store = RunLogStore(path, data)
+        store.write(indent=1)
+
+
+def init_run(root: Path, run_id: str, pipeline_file: str, parameters: dict[str, Any]) -> None:
+    """Create the run's log, as ``run_pipeline`` would at its start."""
+    from ..yaml_io import load_yaml, to_yaml
+    from .runlog import orchestrator
+
+    pipeline = load_yaml(root / pipeline_file)
+    config = {"executor": {"type": "magnus-jupyter-argo"}, "pipeline": pipeline.name or "",
+              "pipeline_file": str((root / pipeline_file).resolve()), "pipeline_yaml": to_yaml(pipeline),
+              "initial_parameters": dict(parameters), "orchestrator": orchestrator()}
+    RunLogStore.create(root, run_id, parameters, config).write(indent=1)
+    Catalog(root, run_id).ensure()
+
+
+def _pipeline(data: dict[str, Any]) -> Pipeline:
+    from ..yaml_io import load_yaml
+
+    text = (data.get("run_config") or {}).get("pipeline_yaml") or ""
+    if not text:
+        raise ExecutionError(f"run {data.get('run_id')!r} recorded no pipeline")
+    return load_yaml(text)
+
+
+def _locate(pipeline: Pipeline, internal: str, data: dict[str, Any]
+            ) -> tuple[Step, Pipeline, list[tuple[str, str]], dict[str, Any]]:
+    """The step named ``internal``, its graph, the (composite step, branch) names above it, map values."""
+    parts = internal.split(".")
+    graph, prefix, path, map_variable = pipeline, "", [], {}
+    i = 0
+    while True:
+        step = graph.steps.get(parts[i])
+        if step is None:
+            raise ExecutionError(f"execute-step: no step {parts[i]!r} in {prefix or 'the pipeline'}")
+        full = join_name(prefix, parts[i])
+        if i == len(parts) - 1:
+            return step, graph, path, map_variable
+        if i + 1 >= len(parts):
+            break
+        branch = parts[i + 1]
+        if isinstance(step, Map) and step.branch is not None:
+            values = data["parameters"].get(step.iterate_on)
+            match = [v for v in values if str(v) == branch] if isinstance(values, list) else []
+            map_variable = {**map_variable, step.iterate_as: match[0] if match else branch}
+            graph = step.branch
+        elif step.branches().get(branch) is not None:
+            graph = step.branches()[branch]
+        else:
+            break
+        prefix = f"{full}.{branch}"
+        path.append((full, prefix))
+        i += 2
+    raise ExecutionError(f"execute-step: {internal!r} names no step of the pipeline")
+
+
+def _container(data: dict[str, Any], path: list[tuple[str, str]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The steps mapping the step's log goes in, and the graph's owner (branch log or run log)."""
+    owner, steps = data, data["steps"]
+    for step_name, branch_name in path:
+        owner = steps[step_name]["branches"][branch_name]
+        steps = owner["steps"]
+    return steps, owner
+
+
+def execute_step(root: str | os.PathLike[str], run_id: str, internal: str, phase: str = "run",
+                 values_out: str | None = None) -> str:
+    """Run (or start/end) one step; return its status. Bad names raise ``ExecutionError``."""
+    folder = Path(root).resolve()
+    with _locked(folder, run_id) as data:
+        pipeline = _pipeline(data)
+        step, graph, path, map_variable = _locate(pipeline, internal, data)
+        steps, owner = _container(data, path)
+        if phase == "end":
+            return _end(steps[internal])
+        entry = step_log(step.name, internal, step.type)
+        steps[internal] = entry
+        if step.is_composite:
+            return _start(step, internal, entry, data, values_out)
+        if not isinstance(step, Task):
+            status = SUCCESS
+            if isinstance(step, Success | Fail):
+                owner["status"] = SUCCESS if isinstance(step, Success) else FAIL
+            stamp = now()
+            entry["attempts"].append(attempt_log(1, stamp, stamp, status))
+            entry["status"] = status
+            return FAIL if isinstance(step, Fail) else status
+        given = {**data["parameters"], **map_variable}
+    status, message, record = _task(folder, run_id, step, internal, given, map_variable)
+    with _locked(folder, run_id) as data:
+        steps, _ = _container(data, path)
+        entry = steps[internal]
+        entry["attempts"].extend(record["attempts"])
+        entry["data_catalog"].extend(record["data_catalog"])
+        entry.update(status=status, message=message)
+        if status == SUCCESS:
+            entry["parameter_updates"] = record["updates"]
+            data["parameters"].update(record["updates"])
+    return status
+
+
+def _start(step: Step, internal: str, entry: dict[str, Any], data: dict[str, Any],
+           values_out: str | None) -> str:
+    names: list[str] = []
+    if isinstance(step, Map):
+        values = data["parameters"].get(step.iterate_on)
+        if not isinstance(values, list):
+            entry.update(status=FAIL, message=f"map: iterate_on parameter {step.iterate_on!r} must be a list")
+            return FAIL
+        names = [str(v) for v in values]
+        branches = [f"{internal}.{name}" for name in names]
+    else:
+        assert isinstance(step, Parallel | Dag)
+        branches = [join_name(internal, name) for name in step.branches()]
+    for name in branches:
+        entry["branches"][name] = branch_log(name)
+    if values_out:
+        Path(values_out).write_text(json.dumps(names))
+    return SUCCESS
+
+
+def _end(entry: dict[str, Any]) -> str:
+    if entry["status"] == FAIL:  # its start failed
+        return FAIL
+    failed = [b["internal_name"] for b in entry["branches"].values() if b["status"] != SUCCESS]
+    entry["status"] = FAIL if failed else SUCCESS
+    plural = "es" if len(failed) > 1 else ""
+    entry["message"] = f"branch{plural} failed: {', '.join(failed)}" if failed else ""
+    return str(entry["status"])
+
+
+def _task(root: Path, run_id: str, step: Task, internal: str, given: dict[str, Any],
+          map_variable: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """The task's attempts, outside the lock: a long task must not hold the other pods up."""
+    from .runners import run_task
+
+    catalog = Catalog(root, run_id)
+    record: dict[str, Any] = {"attempts": [], "data_catalog": [], "updates": {}}
+    safe = internal.replace(" ", "_").replace(os.sep, "_")
+    try:
+        for pattern in (step.catalog or {}).get("get") or []:
+            record["data_catalog"].extend(catalog.get(pattern))
+    except (CatalogError, OSError) as exc:
+        stamp = now()
+        record["attempts"].append(attempt_log(1, stamp, stamp, FAIL, str(exc)))
+        return FAIL, str(exc), record
+    synced = list(record["data_catalog"])
+    message = ""
+    for number in range(1, (step.max_attempts or 1) + 1):
+        suffix = f".attempt{number}" if number > 1 else ""
+        folder = catalog.ensure()
+        log_path = str(folder / f"{safe}{suffix}.execution.log")
+        notebook = str(folder / f"{safe}{suffix}_out.ipynb") if step.kind == "notebook" else None
+        spec = TaskSpec(internal_name=internal, kind=step.kind, command=step.command, cwd=str(root),
+                        parameters=given, map_variable=dict(map_variable), notebook_output_path=notebook,
+                        output_cell_tag=step.output_cell_tag or "magnus_output",
+                        returns=list(step.returns or []), timeout=step.timeout, log_path=log_path,
+                        attempt=number, env={"MAGNUS_RUN_ID": run_id})
+        start = now()
+        if spec.timeout is None:
+            result = run_task(spec)
+        else:  # the pool kills the task's process tree at its timeout; run_task alone would wait on
+            from .slots import TaskSlots
+
+            with TaskSlots(1, warm_kernels=False) as slots:
+                result = slots.submit(spec).result()
+        record["attempts"].append(attempt_log(number, result.start_time or start, result.end_time or now(),
+                                              result.status, result.message, given))
+        for file in dict.fromkeys((result.output_notebook or notebook, log_path)):
+            if file:
+                with contextlib.suppress(OSError):
+                    item = catalog.record(file)
+                    if item:
+                        record["data_catalog"].append(item)
+        if result.status == SUCCESS:
+            try:
+                for pattern in (step.catalog or {}).get("put") or []:
+                    record["data_catalog"].extend(catalog.put(pattern, synced))
+            except (CatalogError, OSError) as exc:
+                return FAIL, str(exc), record
+            record["updates"] = changed(given, result.parameters or {})
+            return SUCCESS, "", record
+        message = result.message or "the task failed"
+    return FAIL, message, record
