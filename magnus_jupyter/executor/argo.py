@@ -1,0 +1,240 @@
+"""``magnus-jupyter export FILE --to argo``: the pipeline as an Argo Workflows ``Workflow`` manifest.
+
+Built with hera's models of Argo's API (``hera.workflows.models``), so the
+manifest has Argo's field names and types, and ``validate_manifest`` reads a
+manifest back through the same models. Argo walks the pipeline; every pod runs
+``magnus-jupyter execute-step RUN_ID STEP`` (``step.py``) against the run log
+and catalog under ``--root`` (a volume all pods share), so the run log ends as
+``magnus-jupyter run`` leaves it.
+
+- each graph (the pipeline, each branch) is a DAG template whose tasks are its
+  steps reachable from ``start_at``; a step's ``next`` is ``depends:
+  X.Succeeded``, its ``on_failure`` (else the graph's ``fail`` step) is
+  ``X.Failed``; steps no path reaches are left out, as the engine never runs them;
+- one container template per task (its internal name is an input, since a
+  step in a map branch runs once per value);
+- a parallel step: ``start`` (its log), its branches as concurrent DAG tasks, ``end``
+  (its status from its branches); a map step's ``start`` writes the values as
+  an output parameter and its branch template fans out with ``withParam``;
+- initial parameters are workflow parameters, given to the ``init`` pod;
+- every task continues on failure (the run log says what failed) except the
+  pipeline's own ``fail`` step, which fails the workflow.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from ..errors import ExecutionError
+from ..model import Fail, Map, Pipeline, Step, Task
+
+VALUES_PATH = "/tmp/magnus-values.json"
+_ROOT_PREFIX = ""
+
+
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug or "step"
+
+
+class _Builder:
+    def __init__(self, image: str, root: str, pvc: str | None) -> None:
+        from hera.workflows import models as m
+
+        self.m = m
+        self.image = image
+        self.root = root
+        self.pvc = pvc
+        self.templates: list[Any] = []
+        self.names: set[str] = set()
+
+    def unique(self, text: str) -> str:
+        base = _slug(text)[:50]
+        name, n = base, 1
+        while name in self.names:
+            n += 1
+            name = f"{base}-{n}"
+        self.names.add(name)
+        return name
+
+    def container(self, name: str, args: list[str], values: bool = False) -> str:
+        """A pod template running ``magnus-jupyter`` with ``args``; ``values``: a map's start."""
+        m = self.m
+        template = self.unique(name)
+        mounts = [m.VolumeMount(name="magnus-root", mount_path=self.root)] if self.pvc else None
+        outputs = None
+        if values:
+            outputs = m.Outputs(parameters=[m.Parameter(name="values",
+                                                        value_from=m.ValueFrom(path=VALUES_PATH))])
+        self.templates.append(m.Template(
+            name=template,
+            inputs=m.Inputs(parameters=[m.Parameter(name="step")]),
+            outputs=outputs,
+            container=m.Container(image=self.image, command=["magnus-jupyter"], args=args,
+                                  working_dir=self.root, volume_mounts=mounts),
+        ))
+        return template
+
+    def step_args(self, *extra: str) -> list[str]:
+        return ["execute-step", "{{workflow.parameters.run_id}}", "{{inputs.parameters.step}}",
+                "--root", self.root, *extra]
+
+    def graph(self, graph: Pipeline, label: str, top: bool) -> str:
+        """A DAG template for ``graph``; branch templates take their internal-name ``prefix``."""
+        m = self.m
+        name = self.unique(label)
+        reached = _reachable(graph)
+        fail = graph.terminal(Fail)
+        incoming: dict[str, list[str]] = {s: [] for s in reached}
+        tasks: list[Any] = []
+        entry: dict[str, str] = {}
+        exit_: dict[str, str] = {}
+        for step_name in reached:
+            task = self.unique_task(name, step_name)
+            entry[step_name] = task
+            exit_[step_name] = f"{task}-end" if graph.steps[step_name].is_composite else task
+        for step_name in reached:
+            step = graph.steps[step_name]
+            if step.TRAVERSAL:
+                if step.next in incoming:
+                    incoming[step.next].append(f"{exit_[step_name]}.Succeeded")
+                target = step.on_failure or (fail.name if fail else None)
+                if target in incoming:
+                    incoming[target].append(f"{exit_[step_name]}.Failed")
+        prefix = "" if top else "{{inputs.parameters.prefix}}."
+        for step_name in reached:
+            step = graph.steps[step_name]
+            depends = " || ".join(incoming[step_name]) or ("init.Succeeded" if top else None)
+            internal = prefix + step_name
+            tasks.extend(self.tasks_for(step, internal, entry[step_name], depends,
+                                        fails_workflow=top and isinstance(step, Fail)))
+        if top:
+            tasks.insert(0, m.DAGTask(name="init", template=self.init_template))
+        inputs = None if top else m.Inputs(parameters=[m.Parameter(name="prefix")])
+        self.templates.append(m.Template(name=name, inputs=inputs, dag=m.DAGTemplate(tasks=tasks)))
+        return name
+
+    def unique_task(self, graph_template: str, step_name: str) -> str:
+        key = (graph_template, step_name)
+        if not hasattr(self, "_tasks"):
+            self._tasks: dict[tuple[str, str], str] = {}
+            self._task_names: dict[str, set[str]] = {}
+        used = self._task_names.setdefault(graph_template, set())
+        base = _slug(step_name)[:40]
+        name, n = base, 1
+        while name in used or name == "init" or re.search(r"-(start|end|b\d+)$", name):
+            n += 1
+            name = f"{base}-{n}"
+        used.add(name)
+        self._tasks[key] = name
+        return name
+
+    def tasks_for(self, step: Step, internal: str, task: str, depends: str | None,
+                  fails_workflow: bool) -> list[Any]:
+        m = self.m
+        keep_going = None if fails_workflow else m.ContinueOn(failed=True)
+        args = m.Arguments(parameters=[m.Parameter(name="step", value=internal)])
+        if not step.is_composite:
+            kind = step.kind if isinstance(step, Task) else step.type
+            template = self.container(f"{internal.split('.')[-1]}-{kind}", self.step_args())
+            return [m.DAGTask(name=task, template=template, depends=depends, arguments=args,
+                              continue_on=keep_going)]
+        is_map = isinstance(step, Map)
+        start = self.container(f"{step.name}-start", self.step_args(
+            "--phase", "start", *(["--values-out", VALUES_PATH] if is_map else [])), values=is_map)
+        end = self.container(f"{step.name}-end", self.step_args("--phase", "end"))
+        out = [m.DAGTask(name=f"{task}-start", template=start, depends=depends, arguments=args,
+                         continue_on=keep_going)]
+        fan_depends = f"{task}-start.Succeeded"
+        if is_map:
+            assert isinstance(step, Map) and step.branch is not None
+            branch = self.graph(step.branch, f"{step.name}-branch", top=False)
+            out.append(m.DAGTask(
+                name=task, template=branch, depends=fan_depends, continue_on=m.ContinueOn(failed=True),
+                with_param=f"{{{{tasks.{task}-start.outputs.parameters.values}}}}",
+                arguments=m.Arguments(parameters=[m.Parameter(name="prefix",
+                                                              value=f"{internal}.{{{{item}}}}")])))
+            done = f"{task}.Succeeded || {task}.Failed || {task}.Skipped"
+        else:  # each branch a concurrent task of this DAG, so it sees this graph's prefix
+            finished = []
+            for i, (branch_name, branch) in enumerate(step.branches().items()):
+                template = self.graph(branch, f"{step.name}-{branch_name}", top=False)
+                branch_task = f"{task}-b{i}"
+                finished.append(f"({branch_task}.Succeeded || {branch_task}.Failed)")
+                out.append(m.DAGTask(
+                    name=branch_task, template=template, depends=fan_depends,
+                    continue_on=m.ContinueOn(failed=True),
+                    arguments=m.Arguments(parameters=[m.Parameter(name="prefix",
+                                                                  value=f"{internal}.{branch_name}")])))
+            done = " && ".join(finished)
+        out.append(m.DAGTask(name=f"{task}-end", template=end, arguments=args, continue_on=keep_going,
+                             depends=f"{task}-start.Failed || ({done})"))
+        return out
+
+
+def _reachable(graph: Pipeline) -> list[str]:
+    """Steps a run of ``graph`` can reach from ``start_at`` (in declaration order)."""
+    fail = graph.terminal(Fail)
+    seen: set[str] = set()
+    stack = [graph.start_at] if graph.start_at else []
+    while stack:
+        name = stack.pop()
+        if name is None or name in seen or name not in graph.steps:
+            continue
+        seen.add(name)
+        step = graph.steps[name]
+        if step.TRAVERSAL:
+            stack.extend([step.next, step.on_failure or (fail.name if fail else None)])
+    return [name for name in graph.steps if name in seen]
+
+
+def export_argo(pipeline: Pipeline, *, image: str, pipeline_file: str,
+                parameters: dict[str, Any] | None = None, root: str = "/mnt/magnus", pvc: str | None = None,
+                name: str | None = None) -> dict[str, Any]:
+    """The Argo ``Workflow`` manifest (a dict, ready for YAML) that runs ``pipeline`` step by step."""
+    from hera.workflows import models as m
+
+    builder = _Builder(image, root, pvc)
+    params = dict(parameters or {})
+    init_args = ["execute-step", "{{workflow.parameters.run_id}}", "--init", "--root", root,
+                 "--file", pipeline_file]
+    for key in params:
+        init_args += ["--param", f"{key}={{{{workflow.parameters.{key}}}}}"]
+    builder.names.add("init")
+    builder.init_template = "init"
+    mounts = [m.VolumeMount(name="magnus-root", mount_path=root)] if pvc else None
+    builder.templates.append(m.Template(name="init", container=m.Container(
+        image=image, command=["magnus-jupyter"], args=init_args, working_dir=root, volume_mounts=mounts)))
+    entry = builder.graph(pipeline, "main", top=True)
+    workflow_params = [m.Parameter(name="run_id", value="{{workflow.name}}")]
+    for key, value in params.items():
+        if key == "run_id":
+            raise ExecutionError("export: a parameter may not be called run_id (the workflow's own)")
+        workflow_params.append(m.Parameter(name=key, value=json.dumps(value)))
+    volumes = ([m.Volume(name="magnus-root",
+                         persistent_volume_claim=m.PersistentVolumeClaimVolumeSource(claim_name=pvc))]
+               if pvc else None)
+    workflow = m.Workflow(
+        api_version="argoproj.io/v1alpha1", kind="Workflow",
+        metadata=m.ObjectMeta(generate_name=f"{_slug(name or pipeline.name or 'magnus')[:40]}-"),
+        spec=m.WorkflowSpec(entrypoint=entry, arguments=m.Arguments(parameters=workflow_params),
+                            templates=builder.templates, volumes=volumes),
+    )
+    return workflow.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def validate_manifest(manifest: dict[str, Any]) -> None:
+    """Read ``manifest`` through hera's models of Argo's ``Workflow``; every field must be one of Argo's."""
+    from hera.workflows import models as m
+
+    try:
+        parsed = m.Workflow.model_validate(manifest)
+    except Exception as exc:
+        raise ExecutionError(f"not a valid Argo Workflow: {exc}") from None
+    again = parsed.model_dump(by_alias=True, exclude_none=True, mode="json")
+    if again != manifest:
+        raise ExecutionError("not a valid Argo Workflow: it holds fields Argo's Workflow does not have")
+    if manifest.get("kind") != "Workflow" or manifest.get("apiVersion") != "argoproj.io/v1alpha1":
+        raise ExecutionError("not an argoproj.io/v1alpha1 Workflow")
