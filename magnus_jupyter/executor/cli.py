@@ -73,6 +73,28 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("old_run_id", metavar="RUN_ID", help="the run to retry (its run log is in .run_log_store)")
     p.add_argument("file", nargs="?", help="the pipeline YAML (default: the one the old run recorded)")
     _common(p)
+    p = add("export", cmd_export, "Write the pipeline as an Argo Workflows manifest whose pods run "
+                                  "execute-step.")
+    p.add_argument("file", help="the pipeline YAML")
+    p.add_argument("--to", choices=("argo",), default="argo", help="the target (argo)")
+    p.add_argument("--image", required=True, help="the container image with magnus-jupyter and the project")
+    p.add_argument("-o", "--output", required=True, metavar="workflow.yaml", help="where to write it")
+    p.add_argument("--root", default="/mnt/magnus", metavar="DIR",
+                   help="the run folder inside the pods (run log, catalog, the project's files)")
+    p.add_argument("--pvc", metavar="CLAIM", help="a PersistentVolumeClaim mounted at --root in every pod")
+    p.add_argument("-p", "--parameters-file", metavar="PARAMS.yaml", help="initial parameters")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="one parameter")
+    p = add("execute-step", cmd_execute_step, "Run one step of a run against its run log and catalog "
+                                              "(what an exported workflow's pods run).")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("step", nargs="?", metavar="STEP_INTERNAL_NAME", help="e.g. 'Train Models.XGBoost.Train'")
+    p.add_argument("--root", default=".", metavar="DIR", help="the run folder (default: here)")
+    p.add_argument("--init", action="store_true", help="create the run log (with --file and parameters)")
+    p.add_argument("--file", help="with --init: the pipeline YAML, relative to --root")
+    p.add_argument("--phase", choices=("run", "start", "end"), default="run",
+                   help="for a parallel/map step: start (its branch logs) or end (its status)")
+    p.add_argument("--values-out", metavar="PATH", help="a map step's start writes its values here")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="with --init")
 
 
 @contextmanager
@@ -170,3 +192,39 @@ def cmd_retry(args: argparse.Namespace) -> int:
         return retry_run(args.old_run_id, pipeline, new_run_id=run_id, pipeline_file=file, **kwargs)
 
     return _execute(args, start)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import yaml
+
+    from ..yaml_io import load_yaml
+    from .argo import export_argo, validate_manifest
+    from .params import initial_parameters
+
+    pipeline = load_yaml(args.file)
+    manifest = export_argo(pipeline, image=args.image, pipeline_file=args.file, root=args.root, pvc=args.pvc,
+                           parameters=initial_parameters(args.parameters_file, args.param, environ={}))
+    validate_manifest(manifest)
+    with open(args.output, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(manifest, handle, sort_keys=False)
+    print(f"{args.file}: Argo Workflow written to {args.output}")
+    return EXIT_OK
+
+
+def cmd_execute_step(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import ExecutionError
+    from .params import initial_parameters
+    from .step import execute_step, init_run
+
+    if args.init:
+        if not args.file:
+            raise ExecutionError("execute-step --init needs --file PIPELINE.yaml")
+        init_run(Path(args.root), args.run_id, args.file, initial_parameters(None, args.param, environ={}))
+        return EXIT_OK
+    if not args.step:
+        raise ExecutionError("execute-step: name the step (its internal name), or give --init")
+    status = execute_step(args.root, args.run_id, args.step, args.phase, args.values_out)
+    print(f"{args.step}: {status}")
+    return EXIT_OK if status == "SUCCESS" else EXIT_FAILED
