@@ -1,0 +1,199 @@
+"""The Argo export: every compat pipeline's manifest validates, and running its pods' commands in the
+order Argo would (a small simulation of Argo's DAG semantics on this machine) leaves the run log real
+magnus 0.5 left: same status tree, run status and parameters.
+
+The simulation follows Argo's rules for what the manifest uses: ``depends`` on ``.Succeeded`` /
+``.Failed`` / ``.Skipped`` (a false one omits the task), ``continueOn.failed``, ``withParam`` over a
+task's output parameter, and ``{{inputs...}}`` / ``{{workflow...}}`` / ``{{item}}`` substitution. Each
+container's command runs as ``magnus-jupyter ...`` in the run folder, one after another.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from magnus_jupyter.cli import main
+from magnus_jupyter.errors import ExecutionError
+from magnus_jupyter.executor.argo import VALUES_PATH, export_argo, validate_manifest
+from magnus_jupyter.executor.params import initial_parameters
+from magnus_jupyter.executor.runlog import flatten
+from magnus_jupyter.yaml_io import load_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPAT = ROOT.parent / "shared" / "compat" / "magnus-0.5"
+NAMES = sorted(p.name[: -len(".yaml")] for p in COMPAT.glob("*.yaml") if not p.name.endswith(".params.yaml"))
+_STATE = re.compile(r"([a-z0-9-]+)\.(Succeeded|Failed|Skipped)")
+
+
+class ArgoSimulation:
+    """Argo's DAG semantics, as far as the exported manifests use them; pods run one at a time."""
+
+    def __init__(self, manifest: dict[str, Any], root: Path, run_id: str) -> None:
+        self.templates = {t["name"]: t for t in manifest["spec"]["templates"]}
+        self.workflow = {p["name"]: str(p.get("value", ""))
+                         for p in manifest["spec"]["arguments"]["parameters"]}
+        self.workflow["run_id"] = run_id
+        self.root = root
+        self.pods: list[list[str]] = []
+
+    def run(self, entrypoint: str) -> str:
+        """The workflow's phase: Succeeded or Failed."""
+        return self.template(entrypoint, {})[0]
+
+    def substitute(self, text: str, inputs: dict[str, str], outputs: dict[str, dict[str, str]]) -> str:
+        text = re.sub(r"\{\{workflow\.parameters\.([\w-]+)\}\}", lambda m: self.workflow[m[1]], text)
+        text = re.sub(r"\{\{inputs\.parameters\.([\w-]+)\}\}", lambda m: inputs[m[1]], text)
+        return re.sub(r"\{\{tasks\.([\w-]+)\.outputs\.parameters\.([\w-]+)\}\}",
+                      lambda m: outputs[m[1]][m[2]], text)
+
+    def template(self, name: str, inputs: dict[str, str]) -> tuple[str, dict[str, str]]:
+        template = self.templates[name]
+        declared = {p["name"] for p in template.get("inputs", {}).get("parameters", [])}
+        assert declared == set(inputs), f"{name}: inputs {sorted(inputs)} for {sorted(declared)}"
+        if "container" in template:
+            return self.pod(template, inputs)
+        statuses: dict[str, str] = {}
+        outputs: dict[str, dict[str, str]] = {}
+        tasks = template["dag"]["tasks"]
+        pending = list(tasks)
+        while pending:
+            ready = [t for t in pending
+                     if all(d in statuses for d, _ in _STATE.findall(t.get("depends", "")))]
+            assert ready, f"{name}: no task can start: {[t['name'] for t in pending]}"
+            for task in ready:
+                pending.remove(task)
+                statuses[task["name"]], outputs[task["name"]] = self.task(task, inputs, statuses, outputs)
+        failed = any(statuses[t["name"]] == "Failed" and not t.get("continueOn", {}).get("failed")
+                     for t in tasks)
+        return ("Failed" if failed else "Succeeded"), {}
+
+    def task(self, task: dict[str, Any], inputs: dict[str, str], statuses: dict[str, str],
+             outputs: dict[str, dict[str, str]]) -> tuple[str, dict[str, str]]:
+        depends = task.get("depends")
+        if depends:
+            expression = _STATE.sub(lambda m: repr(statuses[m[1]] == m[2]), depends)
+            if not eval(expression.replace("||", " or ").replace("&&", " and ")):  # noqa: S307 - our text
+                return "Omitted", {}
+        arguments = {p["name"]: self.substitute(p["value"], inputs, outputs)
+                     for p in task.get("arguments", {}).get("parameters", [])}
+        if "withParam" not in task:
+            return self.template(task["template"], arguments)
+        items = json.loads(self.substitute(task["withParam"], inputs, outputs))
+        if not items:
+            return "Skipped", {}
+        results = [self.template(task["template"], {k: v.replace("{{item}}", str(item))
+                                                    for k, v in arguments.items()})[0] for item in items]
+        return ("Failed" if "Failed" in results else "Succeeded"), {}
+
+    def pod(self, template: dict[str, Any], inputs: dict[str, str]) -> tuple[str, dict[str, str]]:
+        values = self.root.parent / f"{self.root.name}-values.json"
+        args = [self.substitute(a, inputs, {}).replace(VALUES_PATH, str(values))
+                for a in template["container"]["args"]]
+        args[args.index("--root") + 1] = str(self.root)  # the volume's mount point, here
+        assert template["container"]["command"] == ["magnus-jupyter"]
+        self.pods.append(args)
+        code = main(args)
+        outputs = {}
+        for parameter in template.get("outputs", {}).get("parameters", []):
+            outputs[parameter["name"]] = values.read_text()
+        return ("Succeeded" if code == 0 else "Failed"), outputs
+
+
+def _export(name: str, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    shutil.copy(COMPAT / f"{name}.yaml", folder / "pipeline.yaml")
+    params_file = COMPAT / f"{name}.params.yaml"
+    parameters = initial_parameters(params_file if params_file.exists() else None, (), environ={})
+    manifest = export_argo(load_yaml(folder / "pipeline.yaml"), image="example/magnus:1",
+                           pipeline_file="pipeline.yaml", parameters=parameters)
+    return manifest, parameters
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_compat_export_validates_and_its_simulation_matches_real_magnus(
+        name: str, compat_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    expected: dict[str, Any] = json.loads((compat_dir / f"{name}.expected.json").read_text())
+    folder = tmp_path / "run"
+    folder.mkdir()
+    manifest, _ = _export(name, folder)
+    validate_manifest(manifest)
+    validate_manifest(yaml.safe_load(yaml.safe_dump(manifest)))  # as written to the file
+    monkeypatch.chdir(folder)
+    simulation = ArgoSimulation(manifest, folder, "argo-sim")
+    phase = simulation.run(manifest["spec"]["entrypoint"])
+    log = json.loads((folder / ".run_log_store" / "argo-sim.json").read_text())
+    assert flatten(log) == expected["steps"]
+    assert log["status"] == expected["status"]
+    assert log["parameters"] == expected["parameters"]
+    assert phase == ("Succeeded" if expected["status"] == "SUCCESS" else "Failed")
+    assert all(pod[0] == "execute-step" for pod in simulation.pods)
+
+
+def test_map_fans_out_with_param_and_parallel_branches_run_concurrently(tmp_path: Path) -> None:
+    manifest, _ = _export("concepts_map_shell", tmp_path)
+    dag = {t["name"]: t for t in manifest["spec"]["templates"]}[manifest["spec"]["entrypoint"]]["dag"]
+    fan = [t for t in dag["tasks"] if "withParam" in t]
+    assert len(fan) == 1 and fan[0]["withParam"].endswith(".outputs.parameters.values}}")
+    manifest, _ = _export("concepts_parallel", tmp_path)
+    dag = {t["name"]: t for t in manifest["spec"]["templates"]}[manifest["spec"]["entrypoint"]]["dag"]
+    branches = [t for t in dag["tasks"] if re.search(r"-b\d+$", t["name"])]
+    assert len(branches) == 2 and {t["depends"] for t in branches} == {branches[0]["depends"]}
+
+
+def test_parameters_become_workflow_parameters(tmp_path: Path) -> None:
+    manifest, parameters = _export("concepts_task_shell_parameters", tmp_path)
+    given = {p["name"]: p["value"] for p in manifest["spec"]["arguments"]["parameters"]}
+    assert given == {"run_id": "{{workflow.name}}", **{k: json.dumps(v) for k, v in parameters.items()}}
+
+
+def test_a_manifest_with_a_field_argo_lacks_is_refused(tmp_path: Path) -> None:
+    manifest, _ = _export("contrived", tmp_path)
+    manifest["spec"]["templates"][0]["container"]["imagee"] = "typo"
+    with pytest.raises(ExecutionError, match="fields Argo's Workflow does not have"):
+        validate_manifest(manifest)
+
+
+def test_cli_export_writes_a_valid_manifest(tmp_path: Path) -> None:
+    shutil.copy(COMPAT / "parallel-fail.yaml", tmp_path / "p.yaml")
+    done = subprocess.run([sys.executable, "-m", "magnus_jupyter", "export", "p.yaml", "--to", "argo",
+                           "--image", "example/magnus:1", "--pvc", "magnus-data", "-o", "workflow.yaml"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    manifest = yaml.safe_load((tmp_path / "workflow.yaml").read_text())
+    validate_manifest(manifest)
+    assert manifest["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "magnus-data"
+
+
+TIMEOUT = """\
+dag:
+  start_at: slow
+  steps:
+    slow:
+      type: task
+      command_type: shell
+      command: sleep 30
+      timeout: 1
+      next: success
+    success:
+      type: success
+    fail:
+      type: fail
+"""
+
+
+def test_execute_step_keeps_a_task_timeout_and_records_it(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(TIMEOUT)
+    assert main(["execute-step", "r1", "--init", "--file", "p.yaml", "--root", str(tmp_path)]) == 0
+    assert main(["execute-step", "r1", "slow", "--root", str(tmp_path)]) == 1
+    log = json.loads((tmp_path / ".run_log_store" / "r1.json").read_text())
+    assert log["steps"]["slow"]["status"] == "FAIL"
+    assert log["steps"]["slow"]["message"] == "timed out after 1 s"
+    assert main(["execute-step", "r1", "no such step", "--root", str(tmp_path)]) == 2
