@@ -197,3 +197,29 @@ def test_execute_step_keeps_a_task_timeout_and_records_it(tmp_path: Path) -> Non
     assert log["steps"]["slow"]["status"] == "FAIL"
     assert log["steps"]["slow"]["message"] == "timed out after 1 s"
     assert main(["execute-step", "r1", "no such step", "--root", str(tmp_path)]) == 2
+
+
+def test_the_demo_simulated_on_argo_matches_magnus_jupyter_run(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Notebook tasks in pods: the same status tree and parameters as the local executor's run."""
+    for name in ("argo", "local"):
+        (tmp_path / name / "notebooks").mkdir(parents=True)
+        for file in (ROOT / "notebooks").glob("*.ipynb"):
+            shutil.copy(file, tmp_path / name / "notebooks" / file.name)
+        shutil.copy(ROOT / "notebooks" / "pipeline.yaml", tmp_path / name / "notebooks" / "pipeline.yaml")
+    done = subprocess.run([sys.executable, "-m", "magnus_jupyter", "run", "notebooks/pipeline.yaml",
+                           "--run-id", "demo", "--quiet"], cwd=tmp_path / "local", capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    local = json.loads((tmp_path / "local" / ".run_log_store" / "demo.json").read_text())
+    folder = tmp_path / "argo"
+    manifest = export_argo(load_yaml(folder / "notebooks" / "pipeline.yaml"), image="example/magnus:1",
+                           pipeline_file="notebooks/pipeline.yaml")
+    validate_manifest(manifest)
+    monkeypatch.chdir(folder)
+    assert ArgoSimulation(manifest, folder, "demo").run(manifest["spec"]["entrypoint"]) == "Succeeded"
+    log = json.loads((folder / ".run_log_store" / "demo.json").read_text())
+    assert flatten(log) == flatten(local)
+    assert log["status"] == "SUCCESS"
+    assert log["parameters"] == local["parameters"]
+    assert (folder / ".catalog" / "demo" / "data" / "xgb_weights.npy").is_file()
