@@ -126,6 +126,11 @@ def prestart(warm: bool, dask_worker: Any = None) -> None:
                      daemon=True).start()
 
 
+def dask_setup(worker: Any) -> None:
+    """Dask's preload hook: our LocalCluster's workers start their pool while the cluster starts."""
+    prestart(True, worker)
+
+
 def run_remote(spec: TaskSpec, files: dict[str, bytes], digests: dict[str, str], warm: bool,
                owner: str = "") -> _Outcome:
     """Run ``spec`` on this Dask worker in a folder made of ``files``; return the result and changes."""
@@ -273,7 +278,8 @@ class DaskSlots:
                     warnings.filterwarnings("ignore", message="Port .* is already in use")
                     self._cluster = LocalCluster(n_workers=workers, processes=True, threads_per_worker=1,
                                                  host="127.0.0.1", dashboard_address=None, memory_limit=0,
-                                                 silence_logs=logging.ERROR)
+                                                 silence_logs=logging.ERROR,
+                                                 preload=[__name__] if warm_kernels else [])
                 self.client = Client(self._cluster, set_as_default=False)
             else:
                 self.client = Client(scheduler, set_as_default=False)
