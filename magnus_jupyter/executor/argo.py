@@ -1,8 +1,9 @@
 """``magnus-jupyter export FILE --to argo``: the pipeline as an Argo Workflows ``Workflow`` manifest.
 
 Built with hera's models of Argo's API (``hera.workflows.models``), so the
-manifest has Argo's field names and types, and ``validate_manifest`` reads a
-manifest back through the same models. Argo walks the pipeline; every pod runs
+manifest has Argo's field names and types; ``validate_manifest`` checks it
+against Argo's own OpenAPI schema, as the ``argo-workflows`` SDK's generated
+models hold it (unknown and missing fields, value types). Argo walks the pipeline; every pod runs
 ``magnus-jupyter execute-step RUN_ID STEP`` (``step.py``) against the run log
 and catalog under ``--root`` (a volume all pods share), so the run log ends as
 ``magnus-jupyter run`` leaves it.
@@ -23,6 +24,8 @@ and catalog under ``--root`` (a volume all pods share), so the run log ends as
 
 from __future__ import annotations
 
+import copy
+import inspect
 import json
 import re
 from typing import Any
@@ -226,15 +229,69 @@ def export_argo(pipeline: Pipeline, *, image: str, pipeline_file: str,
 
 
 def validate_manifest(manifest: dict[str, Any]) -> None:
-    """Read ``manifest`` through hera's models of Argo's ``Workflow``; every field must be one of Argo's."""
-    from hera.workflows import models as m
+    """Check ``manifest`` against Argo's own API schema, not just the models that built it.
 
-    try:
-        parsed = m.Workflow.model_validate(manifest)
-    except Exception as exc:
-        raise ExecutionError(f"not a valid Argo Workflow: {exc}") from None
-    again = parsed.model_dump(by_alias=True, exclude_none=True, mode="json")
-    if again != manifest:
-        raise ExecutionError("not a valid Argo Workflow: it holds fields Argo's Workflow does not have")
+    The models of the ``argo-workflows`` package are generated from Argo's OpenAPI spec: every key
+    must be a field of its object there, every required field present, every value of the declared
+    type. Imported here, so that ``import magnus_jupyter`` stays fast.
+    """
+    from argo_workflows.configuration import Configuration
+    from argo_workflows.exceptions import OpenApiException
+    from argo_workflows.model.io_argoproj_workflow_v1alpha1_workflow import (
+        IoArgoprojWorkflowV1alpha1Workflow,
+    )
+    from argo_workflows.model_utils import validate_and_convert_types
+
+    if not isinstance(manifest, dict):
+        raise ExecutionError("not a valid Argo Workflow: the manifest is not a mapping")
     if manifest.get("kind") != "Workflow" or manifest.get("apiVersion") != "argoproj.io/v1alpha1":
         raise ExecutionError("not an argoproj.io/v1alpha1 Workflow")
+    problems: list[str] = []
+    _check_fields(manifest, IoArgoprojWorkflowV1alpha1Workflow, "", problems)
+    if problems:
+        raise ExecutionError("not a valid Argo Workflow: " + "; ".join(problems[:10]))
+    try:  # value types, as Argo's SDK deserializes them
+        validate_and_convert_types(copy.deepcopy(manifest), (IoArgoprojWorkflowV1alpha1Workflow,),
+                                   ["workflow"], True, True,
+                                   configuration=Configuration(discard_unknown_keys=False))
+    except (OpenApiException, TypeError, ValueError) as exc:
+        raise ExecutionError(f"not a valid Argo Workflow: {exc}") from None
+
+
+def _check_fields(value: Any, model: type, path: str, problems: list[str]) -> None:
+    """Unknown and missing fields, with their path (the SDK's own errors name neither)."""
+    if not isinstance(value, dict):
+        return  # a wrong type: validate_and_convert_types reports it with its path
+    fields = {json_name: name for name, json_name in model.attribute_map.items()}
+    for key in value:
+        if key not in fields:
+            problems.append(f"{path or 'the Workflow'}: unknown field {key!r} (not in Argo's "
+                            f"{model.__name__.removeprefix('IoArgoprojWorkflowV1alpha1')})")
+    for name in _required(model):
+        json_name = model.attribute_map.get(name, name)
+        if json_name not in value:
+            problems.append(f"{path or 'the Workflow'}: missing required field {json_name!r}")
+    for key, item in value.items():
+        if key in fields:
+            types = model.openapi_types.get(fields[key], ())
+            _check_value(item, types, f"{path}.{key}".lstrip("."), problems)
+
+
+def _check_value(value: Any, types: tuple[Any, ...], path: str, problems: list[str]) -> None:
+    from argo_workflows.model_utils import ModelNormal
+
+    for kind in types:
+        if isinstance(kind, list) and isinstance(value, list):
+            for i, item in enumerate(value):
+                _check_value(item, tuple(kind), f"{path}[{i}]", problems)
+        elif isinstance(kind, dict) and isinstance(value, dict):
+            for key, item in value.items():
+                _check_value(item, tuple(kind.get(str, ())), f"{path}.{key}", problems)
+        elif isinstance(kind, type) and issubclass(kind, ModelNormal):
+            _check_fields(value, kind, path, problems)
+
+
+def _required(model: type) -> list[str]:
+    """A model's required fields: the positional parameters of its generated constructor."""
+    params = inspect.signature(model._from_openapi_data).parameters.values()
+    return [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in ("self", "cls")]

@@ -154,10 +154,38 @@ def test_parameters_become_workflow_parameters(tmp_path: Path) -> None:
     assert given == {"run_id": "{{workflow.name}}", **{k: json.dumps(v) for k, v in parameters.items()}}
 
 
-def test_a_manifest_with_a_field_argo_lacks_is_refused(tmp_path: Path) -> None:
-    manifest, _ = _export("contrived", tmp_path)
+def _break_type(manifest: dict[str, Any]) -> None:
+    manifest["spec"]["templates"][0]["container"]["args"] = "execute-step"
+
+
+def _break_item_type(manifest: dict[str, Any]) -> None:
+    manifest["spec"]["templates"][0]["container"]["args"][0] = 7
+
+
+def _unknown_field(manifest: dict[str, Any]) -> None:
     manifest["spec"]["templates"][0]["container"]["imagee"] = "typo"
-    with pytest.raises(ExecutionError, match="fields Argo's Workflow does not have"):
+
+
+def _missing_image(manifest: dict[str, Any]) -> None:
+    del manifest["spec"]["templates"][0]["container"]["image"]
+
+
+def _missing_parameter_name(manifest: dict[str, Any]) -> None:
+    del manifest["spec"]["arguments"]["parameters"][0]["name"]
+
+
+@pytest.mark.parametrize(("breakage", "message"), [
+    (_break_type, r"Invalid type for variable 'args'.*value type is list.*\['container'\]\['args'\]"),
+    (_break_item_type, r"Required value type is str and passed type was int.*\['args'\]\[0\]"),
+    (_unknown_field, r"spec\.templates\[0\]\.container: unknown field 'imagee' \(not in Argo's Container\)"),
+    (_missing_image, r"spec\.templates\[0\]\.container: missing required field 'image'"),
+    (_missing_parameter_name, r"spec\.arguments\.parameters\[0\]: missing required field 'name'"),
+])
+def test_a_broken_manifest_is_refused_by_argos_schema(breakage: Any, message: str, tmp_path: Path) -> None:
+    manifest, _ = _export("contrived", tmp_path)
+    validate_manifest(manifest)
+    breakage(manifest)
+    with pytest.raises(ExecutionError, match=f"(?i)^not a valid Argo Workflow: .*{message}"):
         validate_manifest(manifest)
 
 
