@@ -13,6 +13,7 @@ terminal control sequences removed.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -122,14 +123,39 @@ def _cancel_on_signals() -> Iterator[threading.Event]:
             signal.signal(signum, old)
 
 
-def _execute(args: argparse.Namespace, start: Callable[..., Any]) -> int:
+def _prepare(factory: Any, args: argparse.Namespace, pipeline: Any) -> Any:
+    """Let an executor that can (``prepare``) start its cluster now, while the run is being set up;
+    the same pool size and kernel warming the engine will ask for, so the engine adopts it."""
+    prepare = getattr(factory, "prepare", None)
+    if not callable(prepare) or pipeline is None:
+        return None
+    from ..model import Task
+
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    if workers < 1:
+        return None  # the engine refuses it
+    notebooks = any(isinstance(s, Task) and s.kind == "notebook" for _, s, _ in pipeline.walk())
+    return prepare(workers, warm_kernels=notebooks)
+
+
+def _execute(args: argparse.Namespace, start: Callable[..., Any], pipeline: Any = None) -> int:
     """Shared by run and retry: progress, signals, summary, exit code."""
-    from ..progress import TerminalProgress, clean, summary_table
-    from . import events as ev
-    from .params import initial_parameters
     from .registry import slots_factory
 
     factory = slots_factory(args.executor, args.scheduler)  # an unknown name: exit 2 before anything runs
+    early = _prepare(factory, args, pipeline)
+    try:
+        return _run_and_report(args, start, factory)
+    finally:
+        if early is not None:
+            early.close()
+
+
+def _run_and_report(args: argparse.Namespace, start: Callable[..., Any], factory: Any) -> int:
+    from ..progress import TerminalProgress, clean, summary_table
+    from . import events as ev
+    from .params import initial_parameters
+
     parameters = initial_parameters(args.parameters_file, args.param)
 
     def announce(event: ev.Event) -> None:
@@ -163,14 +189,15 @@ def _execute(args: argparse.Namespace, start: Callable[..., Any]) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ..yaml_io import load_yaml
-    from .engine import run_pipeline
 
     pipeline = load_yaml(args.file)  # PipelineError -> exit 2 in the main CLI
 
     def start(**kwargs: Any) -> Any:
+        from .engine import run_pipeline  # imported while a prepared cluster starts
+
         return run_pipeline(pipeline, pipeline_file=args.file, **kwargs)
 
-    return _execute(args, start)
+    return _execute(args, start, pipeline)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
@@ -191,7 +218,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     def start(*, run_id: str | None, **kwargs: Any) -> Any:
         return retry_run(args.old_run_id, pipeline, new_run_id=run_id, pipeline_file=file, **kwargs)
 
-    return _execute(args, start)
+    return _execute(args, start, pipeline)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

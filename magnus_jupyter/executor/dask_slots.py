@@ -33,6 +33,7 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import uuid
@@ -258,9 +259,6 @@ class DaskSlots:
                  warm_kernels: bool = True, scheduler: str | None = None) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
-        import dask
-        from distributed import Client, LocalCluster
-
         self._warm = warm_kernels
         self._on_progress = on_progress
         self._lock = threading.Lock()
@@ -271,17 +269,11 @@ class DaskSlots:
         self._own_tracker = False
         try:
             if scheduler is None:
-                self._own_tracker = _tracker_pid() is None
-                with dask.config.set({"distributed.scheduler.allowed-failures": 0,
-                                      "distributed.worker.daemon": False}), warnings.catch_warnings():
-                    # no dashboard; its bare HTTP server moves off a busy port, on 127.0.0.1 like the rest
-                    warnings.filterwarnings("ignore", message="Port .* is already in use")
-                    self._cluster = LocalCluster(n_workers=workers, processes=True, threads_per_worker=1,
-                                                 host="127.0.0.1", dashboard_address=None, memory_limit=0,
-                                                 silence_logs=logging.ERROR,
-                                                 preload=[__name__] if warm_kernels else [])
-                self.client = Client(self._cluster, set_as_default=False)
+                starting = _adopt(workers, warm_kernels) or _Starting(workers, warm_kernels)
+                self._own_tracker, self._cluster, self.client = starting.result()
             else:
+                from distributed import Client
+
                 self.client = Client(scheduler, set_as_default=False)
         except Exception as exc:
             self.close_cluster()
@@ -295,6 +287,16 @@ class DaskSlots:
             self.client.run(prestart, warm_kernels)
         if on_progress is not None:
             self.client.subscribe_topic(_PROGRESS_TOPIC, self._progress)
+
+    @classmethod
+    def prepare(cls, workers: int, *, warm_kernels: bool = True) -> _Starting:
+        """Start the LocalCluster now, in a background thread, for the ``DaskSlots(workers)`` the run
+        makes at its first task: its worker processes start while the pipeline is validated and the run
+        log set up, not after. Close what this returns once the run is over (a no-op if adopted)."""
+        starting = _Starting(workers, warm_kernels)
+        with _prepared_lock:
+            _prepared.append(starting)
+        return starting
 
     # ------------------------------------------------------------ public API
 
@@ -347,18 +349,8 @@ class DaskSlots:
         """Stop our LocalCluster, and multiprocessing's resource tracker if the cluster started it,
         so a closed pool leaves no process behind (as ``TaskSlots.close`` does)."""
         if self._cluster is not None:
-            with contextlib.suppress(Exception):
-                self._cluster.close()
+            _close_local(self._cluster)
             self._cluster = None
-        if self._own_tracker:
-            self._own_tracker = False
-            from . import slots
-
-            if slots._open_pools == 0:  # a local pool still open may share the tracker
-                from multiprocessing import resource_tracker
-
-                with contextlib.suppress(Exception):
-                    resource_tracker._resource_tracker._stop()  # type: ignore[attr-defined]
 
     def __enter__(self) -> DaskSlots:
         return self
@@ -411,6 +403,135 @@ class DaskSlots:
         if owner == self._token and self._on_progress is not None:
             with contextlib.suppress(Exception):  # a broken display must not stop the run
                 self._on_progress(name, int(done), int(total))
+
+
+class _Starting:
+    """A LocalCluster and its client, being started by a background thread; ``result()`` waits."""
+
+    def __init__(self, workers: int, warm: bool) -> None:
+        self.workers = workers
+        self.warm = warm
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._adopted = False
+        self._value: tuple[bool, Any, Any] | None = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._start, name="magnus-dask-start", daemon=True).start()
+
+    def _start(self) -> None:
+        try:
+            import dask
+            from distributed import Client, LocalCluster
+
+            _count_cluster()
+            try:
+                with dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                                      "distributed.worker.daemon": False}), warnings.catch_warnings():
+                    # no dashboard; its bare HTTP server moves off a busy port, on 127.0.0.1 like the rest
+                    warnings.filterwarnings("ignore", message="Port .* is already in use")
+                    cluster = LocalCluster(n_workers=self.workers, processes=True, threads_per_worker=1,
+                                           host="127.0.0.1", dashboard_address=None, memory_limit=0,
+                                           silence_logs=logging.ERROR,
+                                           preload=[__name__] if self.warm else [])
+            except BaseException:
+                _close_local(None)  # uncounts it
+                raise
+            try:
+                client = Client(cluster, set_as_default=False)
+            except BaseException:
+                _close_local(cluster)
+                raise
+            self._value = (False, cluster, client)
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def result(self) -> tuple[bool, Any, Any]:
+        """``(False, cluster, client)``, now owned by the caller; or the error."""
+        self._done.wait()
+        with self._lock:
+            self._adopted = True
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
+
+    def close(self) -> None:
+        """Stop the cluster unless a ``DaskSlots`` adopted it (a stub or refused run never does)."""
+        with _prepared_lock:
+            if self in _prepared:
+                _prepared.remove(self)
+        with self._lock:
+            if self._adopted:
+                return
+            self._adopted = True
+        self._done.wait()
+        if self._value is not None:
+            _, cluster, client = self._value
+            with contextlib.suppress(Exception):
+                client.close()
+            _close_local(cluster)
+
+
+_prepared_lock = threading.Lock()
+_prepared: list[_Starting] = []
+
+
+def _adopt(workers: int, warm: bool) -> _Starting | None:
+    """A cluster ``DaskSlots.prepare`` is starting for exactly this pool, if any."""
+    with _prepared_lock:
+        for starting in _prepared:
+            if starting.workers == workers and starting.warm == warm:
+                _prepared.remove(starting)
+                return starting
+    return None
+
+
+def _close_local(cluster: Any) -> None:
+    """Stop a LocalCluster we started, without its graceful worker shutdown (~0.3 s): nothing of ours
+    is left on the workers by now, so their processes are killed first (their slot workers, kernels
+    and tasks follow through their lifelines), then the nannies and scheduler close at once."""
+    for nanny in list(getattr(cluster, "workers", {}).values()):
+        process = getattr(getattr(nanny, "process", None), "process", None)
+        pid = getattr(process, "pid", None)
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        cluster.close()
+    global _live_clusters, _tracker_ours
+    with _prepared_lock:
+        _live_clusters -= 1
+        stop = _live_clusters == 0 and _tracker_ours
+        if stop:
+            _tracker_ours = False
+    if stop:
+        _stop_tracker()
+
+
+_live_clusters = 0  # LocalClusters of ours not yet closed: they share multiprocessing's resource tracker
+_tracker_ours = False  # a cluster of ours started the tracker: the last one closed stops it
+
+
+def _count_cluster() -> None:
+    global _live_clusters, _tracker_ours
+    with _prepared_lock:
+        if _live_clusters == 0 and _tracker_pid() is None:
+            _tracker_ours = True
+        _live_clusters += 1
+
+
+def _stop_tracker() -> None:
+    """Stop multiprocessing's resource tracker (so a closed pool leaves no process behind), unless a
+    local pool still open may share it."""
+    from . import slots
+
+    if slots._open_pools == 0:
+        from multiprocessing import resource_tracker
+
+        with contextlib.suppress(Exception):
+            resource_tracker._resource_tracker._stop()  # type: ignore[attr-defined]
 
 
 def _tracker_pid() -> int | None:

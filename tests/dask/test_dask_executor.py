@@ -337,3 +337,61 @@ def test_magnus_run_in_a_notebook_uses_the_named_scheduler(tmp_path: Path, dask_
         assert where != str(tmp_path) and "magnus-task-" in where  # ran in a worker's own folder
     finally:
         session().reset()
+
+
+def _descendants() -> set[int]:
+    """This process's descendants but multiprocessing's resource tracker, which all our pools share."""
+    found = set()
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "resource_tracker" not in " ".join(proc.cmdline()):
+                found.add(proc.pid)
+    return found
+
+
+def test_a_prepared_cluster_is_adopted_and_a_spare_one_closes(tmp_path: Path, compat_dir: Path) -> None:
+    """``prepare`` starts the cluster early; the pool of the same size and warming takes it over (closing
+    the handle then keeps it), and one no pool took is stopped with every process it started."""
+    before = _descendants()
+    spare = DaskSlots.prepare(1, warm_kernels=False)
+    wanted = DaskSlots.prepare(1, warm_kernels=True)
+    slots = DaskSlots(1, warm_kernels=True)
+    try:
+        assert slots.client is wanted.result()[2]  # adopted, not a third cluster
+        wanted.close()  # a no-op once adopted
+        shutil.copy(compat_dir / "concepts_task_shell_parameters.yaml", tmp_path / "p.yaml")
+        parameters = initial_parameters(compat_dir / "concepts_task_shell_parameters.params.yaml", ())
+        result = run_pipeline(load_yaml(tmp_path / "p.yaml"), parameters=parameters, run_id="early",
+                              cwd=tmp_path, slots=slots)
+        assert result.status == "SUCCESS", result.run_log
+        ours = _cluster_processes(slots)
+        spare.close()
+        _wait_gone(_descendants() - before - ours, "the spare cluster's processes end")
+        assert _alive(ours) == ours  # closing the spare left the adopted cluster alone
+    finally:
+        slots.close()
+    _wait_gone(ours, "the adopted cluster's processes end")
+
+
+@pytest.mark.parametrize("stub", [False, True])
+def test_the_cli_starts_its_local_cluster_early_and_stops_it(tmp_path: Path, compat_dir: Path,
+                                                             stub: bool) -> None:
+    """``run --executor dask`` without a scheduler: the cluster prepared while the run is set up runs the
+    tasks, or (a pipeline with no task) is stopped unused; either way the command ends."""
+    if stub:
+        (tmp_path / "p.yaml").write_text("dag:\n  start_at: s\n  steps:\n    s:\n      type: stub\n"
+                                         "      next: success\n    success:\n      type: success\n"
+                                         "    fail:\n      type: fail\n")
+        args = []
+    else:
+        shutil.copy(compat_dir / "concepts_task_shell_parameters.yaml", tmp_path / "p.yaml")
+        shutil.copy(compat_dir / "concepts_task_shell_parameters.params.yaml", tmp_path / "params.yaml")
+        args = ["-p", "params.yaml"]
+    done = subprocess.run([sys.executable, "-m", "magnus_jupyter", "run", "p.yaml", *args, "--workers", "1",
+                           "--executor", "dask", "--run-id", "early", "--quiet"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = json.loads((tmp_path / ".run_log_store" / "early.json").read_text())
+    assert log["status"] == "SUCCESS"
+    if not stub:
+        assert log["parameters"] == {"spam": "Universe", "eggs": {"ham": "Maybe, one more.."}}
