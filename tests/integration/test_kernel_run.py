@@ -8,11 +8,11 @@ process is gone rather than trusting a status string.
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from jupyter_client.manager import start_new_kernel
 
@@ -26,14 +26,6 @@ DECLARE = textwrap.dedent("""\
     a: `echo $$ > pid_a; sleep 120`
     b: `echo $$ > pid_b; sleep 120`
 """)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _execute(client: object, code: str) -> tuple[dict, list[dict]]:
@@ -65,7 +57,7 @@ def test_interrupt_cancels_the_run_and_kills_its_tasks(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the tasks never started"
             time.sleep(0.1)
         pids = [int(p.read_text()) for p in pid_files]
-        assert all(_alive(pid) for pid in pids)
+        assert all(psutil.pid_exists(pid) for pid in pids)
         manager.interrupt_kernel()
         while True:
             reply = client.get_shell_msg(timeout=GUARD)
@@ -77,7 +69,7 @@ def test_interrupt_cancels_the_run_and_kills_its_tasks(tmp_path: Path) -> None:
         assert len(logs) == 1
         log = json.loads(logs[0].read_text())
         assert log["status"] == "FAIL" and any("cancelled" in w for w in log["warnings"])
-        while any(_alive(pid) for pid in pids):
+        while any(psutil.pid_exists(pid) for pid in pids):
             assert time.monotonic() < deadline, "a cancelled task is still running"
             time.sleep(0.1)
         # the kernel itself survived and runs code again; ipykernel may first abort requests

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import _thread
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
@@ -62,14 +62,6 @@ def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     session().reset()
     yield shell
     session().reset()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _wait_for(condition: object) -> None:
@@ -140,7 +132,7 @@ def test_background_run_returns_at_once_and_its_stop_button_kills_its_tasks(tmp_
     _wait_for(lambda: (tmp_path / "pid_a").is_file() and (tmp_path / "pid_b").is_file()
               and all(p.read_text().strip() for p in (tmp_path / "pid_a", tmp_path / "pid_b")))
     pids = _pids(tmp_path)
-    assert all(_alive(pid) for pid in pids)
+    assert all(psutil.pid_exists(pid) for pid in pids)
     with pytest.raises(Exception, match="still going on"):
         running.start(pipeline=load_yaml(SLEEPY), background=True, display=False)
     _wait_for(lambda: run.widget.stop.layout.display is None)  # the stop button shows while it runs
@@ -150,7 +142,7 @@ def test_background_run_returns_at_once_and_its_stop_button_kills_its_tasks(tmp_
     log = json.loads(run.result.run_log_path.read_text())
     assert log["status"] == "FAIL" and any("cancelled" in w for w in log["warnings"])
     assert "After" not in log["steps"]  # nothing started after the cancel
-    _wait_for(lambda: not any(_alive(pid) for pid in pids))
+    _wait_for(lambda: not any(psutil.pid_exists(pid) for pid in pids))
     snap = run.widget.status.snapshot()
     assert snap.state("Both.a.sleep") == "failed" and snap.state("After") == "skipped"
     assert run.widget.stop.layout.display == "none"
@@ -170,7 +162,7 @@ def test_kernel_interrupt_cancels_a_blocking_run(tmp_path: Path, monkeypatch: py
     assert run is not None and run.done and run.result is not None
     assert run.result.status == "FAIL"
     assert json.loads(run.result.run_log_path.read_text())["status"] == "FAIL"
-    _wait_for(lambda: not any(_alive(pid) for pid in _pids(tmp_path)))
+    _wait_for(lambda: not any(psutil.pid_exists(pid) for pid in _pids(tmp_path)))
 
 
 def test_magnus_retry_reuses_what_succeeded_and_reruns_the_fixed_step(ip: InteractiveShell,

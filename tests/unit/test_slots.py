@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 import nbformat
+import psutil
 import pytest
 
 from magnus_jupyter.executor.slots import TaskSlots
@@ -152,18 +153,10 @@ def test_shell_exit_code_comes_back_as_fail(pool: TaskSlots, tmp_path: Path) -> 
     assert result.status == FAIL and "exited with code 1" in result.message
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def _gone(pid: int, within: float = 10.0) -> bool:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not psutil.pid_exists(pid):
             return True
         time.sleep(0.05)
     return False
