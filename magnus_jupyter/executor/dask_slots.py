@@ -266,11 +266,10 @@ class DaskSlots:
         self._closed = False
         self._cluster: Any = None
         self._token = uuid.uuid4().hex  # tags this pool's cell-progress events on the cluster
-        self._own_tracker = False
         try:
             if scheduler is None:
                 starting = _adopt(workers, warm_kernels) or _Starting(workers, warm_kernels)
-                self._own_tracker, self._cluster, self.client = starting.result()
+                self._cluster, self.client = starting.result()
             else:
                 from distributed import Client
 
@@ -414,7 +413,7 @@ class _Starting:
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._adopted = False
-        self._value: tuple[bool, Any, Any] | None = None
+        self._value: tuple[Any, Any] | None = None
         self._error: BaseException | None = None
         threading.Thread(target=self._start, name="magnus-dask-start", daemon=True).start()
 
@@ -441,14 +440,14 @@ class _Starting:
             except BaseException:
                 _close_local(cluster)
                 raise
-            self._value = (False, cluster, client)
+            self._value = (cluster, client)
         except BaseException as exc:
             self._error = exc
         finally:
             self._done.set()
 
-    def result(self) -> tuple[bool, Any, Any]:
-        """``(False, cluster, client)``, now owned by the caller; or the error."""
+    def result(self) -> tuple[Any, Any]:
+        """``(cluster, client)``, now owned by the caller; or the error."""
         self._done.wait()
         with self._lock:
             self._adopted = True
@@ -468,7 +467,7 @@ class _Starting:
             self._adopted = True
         self._done.wait()
         if self._value is not None:
-            _, cluster, client = self._value
+            cluster, client = self._value
             with contextlib.suppress(Exception):
                 client.close()
             _close_local(cluster)

@@ -357,7 +357,7 @@ def test_a_prepared_cluster_is_adopted_and_a_spare_one_closes(tmp_path: Path, co
     wanted = DaskSlots.prepare(1, warm_kernels=True)
     slots = DaskSlots(1, warm_kernels=True)
     try:
-        assert slots.client is wanted.result()[2]  # adopted, not a third cluster
+        assert slots.client is wanted.result()[1]  # adopted, not a third cluster
         wanted.close()  # a no-op once adopted
         shutil.copy(compat_dir / "concepts_task_shell_parameters.yaml", tmp_path / "p.yaml")
         parameters = initial_parameters(compat_dir / "concepts_task_shell_parameters.params.yaml", ())
