@@ -5,6 +5,16 @@ cluster ids) and again only when map branches appear; a state change only
 rewrites a small scoped ``<style>`` block, so 1,000 updates cost no ``dot`` run.
 Every name that reaches HTML goes through ``html.escape``; names inside the SVG
 were escaped by render.py and Graphviz. No ipywidgets here.
+
+Each link to a task's file (an SVG node, a branch bar's ``notebook · log``) is a
+plain relative ``href``, which opens the file wherever the widget shows (Lab,
+Notebook 7, VS Code), plus what the JupyterLab extension (labextension/src/
+open.ts) reads to open it in a Lab tab: ``data-magnus-path``, the file's path
+relative to the notebook's folder (the kernel's working directory, the widget's
+``link_base``; the kernel cannot know the server's root, the front end can),
+``data-magnus-kind`` (``notebook`` or ``log``) and, for a failed task's
+notebook, ``data-magnus-cell``, the index of the failing cell in the executed
+notebook. An ``aria-label`` says the same in words for screen readers.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from pathlib import Path
 from .. import render
 from ..errors import PipelineError
 from ..model import Map, Pipeline, Step, Task, join_name, map_placeholder
+from .failing import FailedCells
 from .status import FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, Snapshot
 
 NODE_FILL = {RUNNING: render.NODE_FILL["PROCESSING"], SUCCESS: render.NODE_FILL["SUCCESS"],
@@ -38,10 +49,14 @@ _GROUP = re.compile(r'<g id="((?:n|cluster_)\d+)" class="(?:node|cluster)">')
 _ANCHOR = re.compile(r'<g id="a_(n\d+)"><a ')
 
 
+def relative(path: str, base: str | os.PathLike[str]) -> str:
+    """``path`` relative to the notebook's folder, with ``/`` separators (what the front end joins)."""
+    return os.path.relpath(path, base).replace(os.sep, "/")
+
+
 def href(path: str, base: str | os.PathLike[str]) -> str:
     """A relative, URL-quoted link from the notebook's folder: JupyterLab opens it in a tab."""
-    rel = os.path.relpath(path, base).replace(os.sep, "/")
-    return urllib.parse.quote(rel, safe="/")
+    return urllib.parse.quote(relative(path, base), safe="/")
 
 
 def last_line(path: str | None, limit: int = 160) -> str:
@@ -77,6 +92,7 @@ class Picture:
         self._svg: str | None = None
         self._ids: dict[str, str] = {}
         self._files: set[str] = set()
+        self.failed_cells = FailedCells()
 
     # ---- layout ------------------------------------------------------------------------------
 
@@ -94,7 +110,8 @@ class Picture:
         else:
             self.layouts += 1
             svg = _COMMENT.sub("", _PROLOG.sub("", svg, count=1))
-            svg = svg.replace("<svg ", f'<svg id="{self.uid}" style="max-width:100%;height:auto" ', 1)
+            svg = svg.replace("<svg ", f'<svg id="{self.uid}" style="max-width:100%;height:auto" '
+                              'role="group" aria-label="pipeline DAG" ', 1)
             self.error, self._svg = None, svg
         self._key, self._ids = key, drawing.ids
         return self._svg
@@ -120,11 +137,15 @@ class Picture:
         if snap.outputs:
             def link(match: re.Match[str]) -> str:
                 name = names.get(match.group(1))
-                notebook, log = snap.outputs.get(name or "", (None, None))
+                if name is None:
+                    return match.group(0)
+                notebook, log = snap.outputs.get(name, (None, None))
                 target = self._target(notebook, log)
                 if target is None:
                     return match.group(0)
-                return f'{match.group(0)}xlink:href="{html.escape(target)}" target="_blank" '
+                path, kind = target
+                return (f'{match.group(0)}xlink:href="{html.escape(href(path, self.link_base))}" '
+                        f'target="_blank" tabindex="0" {self.open_attributes(snap, name, path, kind)} ')
 
             svg = _ANCHOR.sub(link, svg)
         head = svg.index(">", svg.index("<svg")) + 1
@@ -150,11 +171,31 @@ class Picture:
             self._files.add(path)
         return path in self._files
 
-    def _target(self, notebook: str | None, log: str | None) -> str | None:
-        for path in (notebook, log):
-            if self._exists(path):
-                return href(path, self.link_base)
+    def _target(self, notebook: str | None, log: str | None) -> tuple[str, str] | None:
+        """The file a node opens, and its kind: the notebook if there is one, else the log."""
+        for path, kind in ((notebook, "notebook"), (log, "log")):
+            if path and self._exists(path):
+                return path, kind
         return None
+
+    def open_attributes(self, snap: Snapshot, internal: str, path: str, kind: str) -> str:
+        """The extension's attributes and the screen reader's label of a link to a task's file.
+
+        Only a failed task's notebook is read (once per file version), for its failing cell.
+        """
+        what = "output notebook" if kind == "notebook" else "log"
+        label = f"open {what} of step {internal}"
+        attrs = [f'data-magnus-path="{html.escape(relative(path, self.link_base))}"',
+                 f'data-magnus-kind="{kind}"']
+        if kind == "notebook" and snap.state(internal) == FAILED:
+            cell = self.failed_cells(path)
+            if cell is not None:
+                attrs.append(f'data-magnus-cell="{cell.index}"')
+                label += f" (failed at {cell.label()})"
+            else:
+                label += " (failed)"
+        attrs.append(f'aria-label="{html.escape(label)}"')
+        return " ".join(attrs)
 
     def links(self, snap: Snapshot, internal: str) -> str:
         """``notebook · log`` links of a finished task, as HTML ('' while nothing exists)."""
@@ -164,6 +205,7 @@ class Picture:
             if path and self._exists(path):
                 target = html.escape(href(path, self.link_base))
                 parts.append(f'<a href="{target}" target="_blank" {LINK_STYLE} '
+                             f'{self.open_attributes(snap, internal, path, label)} '
                              f'title="{html.escape(path)}">{label}</a>')
         return " · ".join(parts)
 
