@@ -3,12 +3,22 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# What the JupyterLab extension is built from, and where the build goes (git-ignored).
+LABEXT_SRC := labextension/package.json labextension/package-lock.json labextension/tsconfig.json \
+              $(shell find labextension/src labextension/style -type f)
+LABEXT_OUT := magnus_jupyter/labextension
+# npm writes this file at every install: node_modules is as new as package-lock.json or newer.
+LABEXT_NPM := labextension/node_modules/.package-lock.json
 
-.PHONY: setup graphviz chromium labext-test demo test lint bench clean
+.PHONY: setup graphviz chromium node labext-test demo test lint bench clean
 
 setup: $(STAMP) graphviz chromium
 
-$(STAMP): pyproject.toml
+# pip builds the JupyterLab extension from labextension/ (pyproject.toml's build hook: npm ci, npm run
+# build) and installs it into the venv. An edited extension source removes the old build first: the
+# hook would otherwise keep it (it only compares src/ with the build, a plain install keeps any build).
+$(STAMP): pyproject.toml $(LABEXT_SRC) | node
+	$(if $(filter labextension/%,$?),rm -rf $(LABEXT_OUT))
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -28,6 +38,16 @@ chromium:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "no /usr/bin/chromium and no apt-get: browser tests will be skipped" >&2; fi; }
 
+# Node.js and npm build the JupyterLab extension; installed from Debian with apt when missing.
+# Vite 7 / Vitest 3 (the unit tests) want Node.js 20 or newer; Debian 12's is 18.
+node:
+	@command -v npm >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	  else echo "no npm and no apt-get: install Node.js (20 or newer) and npm by hand" >&2; exit 1; fi; }
+	@node -e 'process.exit(process.versions.node.split(".")[0] >= 20 ? 0 : 1)' || \
+	  echo "Node.js $$(node --version) is older than 20: the extension builds, its unit tests may not run" >&2
+
 # The main job on the built-in example: the seed pipeline, its branches at the same time.
 demo: setup
 	$(PY) -m magnus_jupyter validate notebooks/pipeline.yaml
@@ -36,8 +56,13 @@ demo: setup
 	@echo "executed notebooks and logs: the catalog folder above; DAG drawn to out/pipeline.svg"
 
 # The JupyterLab extension's TypeScript unit tests (npm registry only; locked with package-lock.json).
-labext-test:
-	cd labextension && npm ci --no-audit --no-fund --loglevel=error && npm test
+# npm ci runs only when package-lock.json is newer than node_modules: after `make setup` built the
+# extension, its node_modules serve the tests too.
+$(LABEXT_NPM): labextension/package-lock.json | node
+	cd labextension && npm ci --no-audit --no-fund --loglevel=error
+
+labext-test: $(LABEXT_NPM)
+	cd labextension && npm test
 
 test: setup labext-test
 	$(PY) -m ruff check magnus_jupyter tests bench
@@ -47,4 +72,5 @@ bench: setup
 	$(PY) bench/load_validate.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache labextension/node_modules labextension/lib magnus_jupyter/labextension
+	rm -rf $(VENV) out .pytest_cache .ruff_cache labextension/node_modules labextension/lib \
+	  labextension/tsconfig.tsbuildinfo $(LABEXT_OUT)
