@@ -14,6 +14,7 @@ import { DisposableSet } from '@lumino/disposable';
 
 import { magnusHighlight } from './highlight';
 import { exportYamlCode, isMagnusLoaded } from './kernel';
+import { interceptLinks } from './open';
 
 const PLUGIN_ID = 'magnus-jupyter-labextension:plugin';
 
@@ -117,6 +118,9 @@ function activate(
         ? null
         : EditorExtensionRegistry.createImmutableExtension(magnusHighlight())
   });
+
+  // DAG widget links: open a task's output in a Lab tab, at the failing cell (open.ts).
+  interceptLinks(app, tracker, error => void showErrorMessage('Open task output', error as Error));
 
   const state = new LoadedState(() => COMMANDS.forEach(c => commands.notifyCommandChanged(c.id)));
   tracker.widgetAdded.connect((_, panel) => state.watch(panel));

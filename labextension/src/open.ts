@@ -1,0 +1,202 @@
+/**
+ * One click from the DAG widget to what a task produced: a link in an output
+ * area that carries `data-magnus-path` (the kernel-side widget puts it on every
+ * linked SVG node and branch-bar link, magnus_jupyter/widget/picture.py) opens
+ * its file in a Lab tab; a failed task's notebook opens at the failing cell
+ * (`data-magnus-cell`), made active and scrolled into view. Enter and Space on a
+ * focused link do the same. A modifier- or middle-click keeps the browser's own
+ * behaviour (the plain `href`), as does a link that cannot be resolved.
+ *
+ * Only type imports from JupyterLab, so the pure parts run in vitest under node.
+ */
+import type { JupyterFrontEnd } from '@jupyterlab/application';
+import type { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import type { IDisposable } from '@lumino/disposable';
+import type { Widget } from '@lumino/widgets';
+
+/** What a magnus link asks for, read from its attributes. */
+export interface IMagnusLink {
+  /** The file, relative to the folder of the notebook that shows the widget. */
+  path: string;
+  kind: 'notebook' | 'log';
+  /** Index of the failing cell in the executed notebook, or null. */
+  cell: number | null;
+}
+
+/** Anything with attributes: an element, or a plain object in a test. */
+export interface IAttributes {
+  getAttribute(name: string): string | null;
+}
+
+/** The fields of a mouse or keyboard event the decision needs. */
+export interface IModifiers {
+  ctrlKey: boolean;
+  metaKey: boolean;
+  shiftKey: boolean;
+  altKey: boolean;
+}
+
+/** The selector of the links this module handles. */
+export const LINK_SELECTOR = 'a[data-magnus-path]';
+
+/** The id prefix of the panel beside a notebook with the commands' outputs (index.ts). */
+export const OUTPUT_PANEL_PREFIX = 'magnus-output-';
+
+/** The link's request, or null when its attributes are not a usable magnus link. */
+export function parseLink(element: IAttributes): IMagnusLink | null {
+  const path = element.getAttribute('data-magnus-path');
+  if (!path || path.startsWith('/')) {
+    return null; // not a path relative to the notebook's folder
+  }
+  const kind = element.getAttribute('data-magnus-kind') === 'log' ? 'log' : 'notebook';
+  const raw = element.getAttribute('data-magnus-cell');
+  const cell = raw !== null && /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : null;
+  return { path, kind, cell: kind === 'notebook' ? cell : null };
+}
+
+/**
+ * The server path of `relative` seen from the folder of the notebook at `notebookPath`
+ * (both server paths, `/`-separated); null when it would leave the server's root.
+ */
+export function resolvePath(notebookPath: string, relative: string): string | null {
+  const parts = notebookPath.split('/').filter(part => part !== '' && part !== '.');
+  parts.pop(); // the notebook's own name: links are relative to its folder
+  for (const part of relative.split('/')) {
+    if (part === '' || part === '.') {
+      continue;
+    }
+    if (part === '..') {
+      if (parts.length === 0) {
+        return null;
+      }
+      parts.pop();
+    } else {
+      parts.push(part);
+    }
+  }
+  return parts.length ? parts.join('/') : null;
+}
+
+/** A plain primary click: anything else (modifiers, middle button) keeps the browser's default. */
+export function isPlainClick(event: IModifiers & { button: number }): boolean {
+  return event.button === 0 && !event.ctrlKey && !event.metaKey && !event.shiftKey && !event.altKey;
+}
+
+/** Enter or Space without modifiers: the keys that activate a focused link here. */
+export function isActivationKey(event: IModifiers & { key: string }): boolean {
+  return (
+    (event.key === 'Enter' || event.key === ' ') &&
+    !event.ctrlKey &&
+    !event.metaKey &&
+    !event.shiftKey &&
+    !event.altKey
+  );
+}
+
+/** The magnus link an event is on, if it sits inside an output area. */
+function linkOf(target: EventTarget | null): Element | null {
+  if (!(target instanceof Element)) {
+    return null;
+  }
+  const link = target.closest(LINK_SELECTOR);
+  return link && link.closest('.jp-OutputArea') ? link : null;
+}
+
+function isNotebookPanel(widget: unknown): widget is NotebookPanel {
+  const content = (widget as { content?: { activeCellIndex?: unknown; widgets?: unknown } } | null)?.content;
+  return typeof content?.activeCellIndex === 'number' && Array.isArray(content.widgets);
+}
+
+/** The path of the notebook that shows `element`: its own panel, or the one the output panel belongs to. */
+function notebookPathOf(element: Element, tracker: INotebookTracker): string | null {
+  const panel = tracker.find(p => p.node.contains(element));
+  if (panel) {
+    return panel.context.path;
+  }
+  const side = element.closest(`[id^="${OUTPUT_PANEL_PREFIX}"]`);
+  if (side) {
+    const owner = tracker.find(p => p.id === side.id.slice(OUTPUT_PANEL_PREFIX.length));
+    if (owner) {
+      return owner.context.path;
+    }
+  }
+  return null;
+}
+
+/** Whether a document of `path` is already open in the main area (so it may be stale on screen). */
+function isOpen(app: JupyterFrontEnd, path: string): boolean {
+  for (const widget of app.shell.widgets('main')) {
+    if ((widget as Widget & { context?: { path?: string } }).context?.path === path) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/** Open the file in a Lab tab; a notebook at the failing cell, active and scrolled into view. */
+export async function openLink(app: JupyterFrontEnd, link: IMagnusLink, path: string): Promise<void> {
+  const wasOpen = isOpen(app, path);
+  const widget: unknown = await app.commands.execute('docmanager:open', { path });
+  if (!isNotebookPanel(widget)) {
+    return; // a log (or any other file) just opens
+  }
+  await widget.context.ready;
+  if (wasOpen && !widget.context.model.dirty) {
+    await widget.context.revert(); // a re-run rewrote the file: show this run's cells
+  }
+  await widget.revealed;
+  app.shell.activateById(widget.id);
+  const notebook = widget.content;
+  if (link.cell === null || link.cell >= notebook.widgets.length) {
+    return;
+  }
+  notebook.mode = 'command';
+  notebook.activeCellIndex = link.cell;
+  await notebook.scrollToCell(notebook.widgets[link.cell], 'center');
+}
+
+/**
+ * Intercept plain clicks and Enter/Space on magnus links in output areas. Window-level
+ * capture listeners: they run before the notebook's own keyboard handling, which would
+ * otherwise take Enter as "edit this cell".
+ */
+export function interceptLinks(
+  app: JupyterFrontEnd,
+  tracker: INotebookTracker,
+  report: (error: unknown) => void
+): IDisposable {
+  const handle = (event: Event, element: Element | null): void => {
+    const link = element ? parseLink(element) : null;
+    const notebook = element && link ? notebookPathOf(element, tracker) : null;
+    const path = link && notebook !== null ? resolvePath(notebook, link.path) : null;
+    if (!link || path === null) {
+      return; // not ours to resolve: the plain href does what it can
+    }
+    event.preventDefault();
+    event.stopPropagation();
+    openLink(app, link, path).catch(report);
+  };
+  const onClick = (event: MouseEvent): void => {
+    if (isPlainClick(event)) {
+      handle(event, linkOf(event.target));
+    }
+  };
+  const onKey = (event: KeyboardEvent): void => {
+    if (isActivationKey(event)) {
+      handle(event, linkOf(event.target));
+    }
+  };
+  window.addEventListener('click', onClick, true);
+  window.addEventListener('keydown', onKey, true);
+  let disposed = false;
+  return {
+    get isDisposed() {
+      return disposed;
+    },
+    dispose() {
+      disposed = true;
+      window.removeEventListener('click', onClick, true);
+      window.removeEventListener('keydown', onKey, true);
+    }
+  };
+}

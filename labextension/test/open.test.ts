@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest';
+
+import { isActivationKey, isPlainClick, parseLink, resolvePath } from '../src/open';
+
+/** Attributes as the DOM hands them over (HTML entities already decoded). */
+const attrs = (values: Record<string, string>) => ({
+  getAttribute: (name: string): string | null => (name in values ? values[name] : null)
+});
+
+const NONE = { ctrlKey: false, metaKey: false, shiftKey: false, altKey: false };
+
+describe('reading a magnus link', () => {
+  it('reads the path, the kind and the failing cell of a failed notebook', () => {
+    const link = parseLink(
+      attrs({
+        'data-magnus-path': '.catalog/run-1/Train.bad.train_bad_out.ipynb',
+        'data-magnus-kind': 'notebook',
+        'data-magnus-cell': '4'
+      })
+    );
+    expect(link).toEqual({ path: '.catalog/run-1/Train.bad.train_bad_out.ipynb', kind: 'notebook', cell: 4 });
+  });
+
+  it('has no cell for a notebook that did not fail, nor for a log', () => {
+    expect(parseLink(attrs({ 'data-magnus-path': 'out.ipynb', 'data-magnus-kind': 'notebook' }))?.cell).toBeNull();
+    expect(
+      parseLink(attrs({ 'data-magnus-path': 'a.execution.log', 'data-magnus-kind': 'log', 'data-magnus-cell': '2' }))
+    ).toEqual({ path: 'a.execution.log', kind: 'log', cell: null });
+  });
+
+  it('ignores a cell that is not a whole number', () => {
+    for (const bad of ['', '-1', '1.5', 'three', '2e3']) {
+      expect(parseLink(attrs({ 'data-magnus-path': 'x.ipynb', 'data-magnus-cell': bad }))?.cell).toBeNull();
+    }
+    expect(parseLink(attrs({ 'data-magnus-path': 'x.ipynb', 'data-magnus-cell': ' 7 ' }))?.cell).toBe(7);
+  });
+
+  it('is no magnus link without a relative path', () => {
+    expect(parseLink(attrs({}))).toBeNull();
+    expect(parseLink(attrs({ 'data-magnus-path': '' }))).toBeNull();
+    expect(parseLink(attrs({ 'data-magnus-path': '/etc/passwd' }))).toBeNull();
+  });
+
+  it('keeps names with spaces, quotes and non-ASCII letters as they are', () => {
+    const path = `.catalog/r 1/Ünïcode "step"<b>_out.ipynb`;
+    expect(parseLink(attrs({ 'data-magnus-path': path }))?.path).toBe(path);
+  });
+});
+
+describe('resolving a link against the notebook that shows it', () => {
+  it('joins the path to the notebook folder', () => {
+    expect(resolvePath('notebooks/demo.ipynb', '.catalog/run/a_out.ipynb')).toBe('notebooks/.catalog/run/a_out.ipynb');
+    expect(resolvePath('demo.ipynb', '.catalog/run/a_out.ipynb')).toBe('.catalog/run/a_out.ipynb');
+    expect(resolvePath('a/b/c.ipynb', './x//y.log')).toBe('a/b/x/y.log');
+  });
+
+  it('follows .. up to the server root and no further', () => {
+    expect(resolvePath('a/b/c.ipynb', '../d/e.ipynb')).toBe('a/d/e.ipynb');
+    expect(resolvePath('a/b/c.ipynb', '../../e.ipynb')).toBe('e.ipynb');
+    expect(resolvePath('a/b/c.ipynb', '../../../e.ipynb')).toBeNull();
+    expect(resolvePath('c.ipynb', '../e.ipynb')).toBeNull();
+    expect(resolvePath('a/c.ipynb', '..')).toBeNull();
+  });
+});
+
+describe('which events the extension takes over', () => {
+  it('takes a plain primary click only', () => {
+    expect(isPlainClick({ ...NONE, button: 0 })).toBe(true);
+    expect(isPlainClick({ ...NONE, button: 1 })).toBe(false); // middle click: a browser tab
+    expect(isPlainClick({ ...NONE, button: 0, ctrlKey: true })).toBe(false);
+    expect(isPlainClick({ ...NONE, button: 0, metaKey: true })).toBe(false);
+    expect(isPlainClick({ ...NONE, button: 0, shiftKey: true })).toBe(false);
+    expect(isPlainClick({ ...NONE, button: 0, altKey: true })).toBe(false);
+  });
+
+  it('takes Enter and Space without modifiers', () => {
+    expect(isActivationKey({ ...NONE, key: 'Enter' })).toBe(true);
+    expect(isActivationKey({ ...NONE, key: ' ' })).toBe(true);
+    expect(isActivationKey({ ...NONE, key: 'Tab' })).toBe(false);
+    expect(isActivationKey({ ...NONE, key: 'Enter', shiftKey: true })).toBe(false);
+    expect(isActivationKey({ ...NONE, key: 'Enter', ctrlKey: true })).toBe(false);
+  });
+});
