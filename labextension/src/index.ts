@@ -47,6 +47,8 @@ const COMMANDS = [RUN, SHOW, EXPORT];
 
 const NOT_LOADED = 'magnus_jupyter is not loaded in this notebook\'s kernel: run "%load_ext magnus_jupyter" first';
 const NO_NOTEBOOK = 'Open a notebook to use magnus pipelines';
+/** On the commands' palette items and toolbar buttons; style/base.css keys on it. */
+const COMMAND_CLASS = 'jp-magnus-command';
 
 /** Which notebooks' kernels have magnus_jupyter loaded, kept up to date. */
 class LoadedState {
@@ -186,6 +188,9 @@ function activate(
         return panel === null ? NO_NOTEBOOK : state.isLoaded(panel) ? command.caption : NOT_LOADED;
       },
       icon: command.icon,
+      // Lab's modal palette hides disabled items and every caption: style/base.css shows ours
+      // greyed with the reason, so "Run pipeline" is found and says why it cannot run yet.
+      className: COMMAND_CLASS,
       isEnabled: args => state.isLoaded(notebookFor(args)),
       execute: async args => {
         const panel = notebookFor(args);

@@ -166,7 +166,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory, _jupyter_dirs: None) -> Iterat
     command = [
         sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
         "--port-retries=0", f"--IdentityProvider.token={token}", "--allow-root",
+        # window.jupyterapp: the browser tests ask Lab itself which plugins and commands it has.
+        "--LabApp.expose_app_in_browser=True",
         f"--ServerApp.root_dir={work}", "--LabApp.news_url=", "--ServerApp.open_browser=False",
+        # runs keep executed notebooks in .catalog/: the DAG widget's links must open them
+        "--ContentsManager.allow_hidden=True",
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT,
