@@ -145,6 +145,10 @@ YAML_CELL = (
     "    Train XGBoost:\n"
     "      command: train_xgboost.ipynb  # the notebook\n"
 )
+MAP_CELL = (
+    '%%magnus_map "Each Model" --iterate-on models --iterate-as model\n'
+    "train.ipynb >> `echo done`"
+)
 STEP_CELL = (
     '%%magnus_step "Report" --returns total\n'
     "import math\n"
@@ -170,6 +174,14 @@ YAML_MARKS = [
      ("comment", "# the notebook")],
     [],
 ]
+MAP_MARKS = [
+    [("magic", "%%magnus_map"), ("name", '"Each Model"'), ("flag", "--iterate-on"), ("value", "models"),
+     ("flag", "--iterate-as"), ("value", "model")],
+    [("notebook", "train.ipynb"), ("arrow", ">>"), ("shell", "`echo done`")],
+]
+# Typed into an empty cell, key by key: marks follow the edits.
+TYPED = ["x = 1", "%magnus_run --workers 4"]
+TYPED_MARKS = [[], [("magic", "%magnus_run"), ("flag", "--workers"), ("value", "4")]]
 STEP_MAGIC_MARKS = [("magic", "%%magnus_step"), ("name", '"Report"'), ("flag", "--returns"),
                     ("value", "total")]
 
@@ -218,17 +230,26 @@ def _marks(lines: list[dict[str, Any]]) -> list[list[tuple[str, str]]]:
 
 def test_magnus_cells_are_highlighted(lab: Lab, page: Page, artifacts: Path) -> None:
     """Branch lines and YAML bodies get magnus marks; a %%magnus_step body keeps Python's colours."""
-    _write_notebook(lab.root / "ext_highlight.ipynb", [BRANCHES_CELL, YAML_CELL, STEP_CELL])
+    _write_notebook(lab.root / "ext_highlight.ipynb", [BRANCHES_CELL, YAML_CELL, MAP_CELL, STEP_CELL, ""])
     _open(page, lab, "ext_highlight.ipynb", "ext-highlight")
     cells = page.locator(".jp-NotebookPanel .jp-CodeCell")
-    expect(cells).to_have_count(3)
+    expect(cells).to_have_count(5)
     expect(cells.nth(0).locator(".cm-magnus-arrow")).to_have_count(2)  # the state field has run
-    branches, yaml, step = (cells.nth(i).evaluate(_LINES_JS) for i in range(3))
+    cells.nth(4).locator(".cm-content").click()
+    page.keyboard.type(TYPED[0])
+    page.keyboard.press("Enter")
+    page.keyboard.type(TYPED[1])
+    expect(cells.nth(4).locator(".cm-magnus-value")).to_have_text("4")
+    branches, yaml, each, step, typed = (cells.nth(i).evaluate(_LINES_JS) for i in range(5))
     page.screenshot(path=str(artifacts / "lab-extension-highlight.png"))
 
     assert _marks(branches) == BRANCHES_MARKS, json.dumps(branches, indent=1)
     assert _marks(yaml) == YAML_MARKS, json.dumps(yaml, indent=1)
-    for line in branches + yaml[:-1]:
+    assert _marks(each) == MAP_MARKS, json.dumps(each, indent=1)
+    assert [line["text"] for line in typed] == TYPED
+    assert _marks(typed) == TYPED_MARKS, json.dumps(typed, indent=1)
+    assert "cm-magnus-line" not in typed[0]["classes"], "a plain Python line got the magnus line class"
+    for line in branches + yaml[:-1] + each + typed[1:]:
         assert "cm-magnus-line" in line["classes"], f"no cm-magnus-line class on {line['text']!r}"
         # On a magnus line Python's colours give way: everything under a mark has the mark's colour.
         wrong = [t for t in line["texts"] if t["type"] and t["color"] != t["markColor"]]
