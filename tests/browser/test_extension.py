@@ -32,6 +32,7 @@ from .test_lab import (
     _open,
     _run_all,
     _wait_all_ran,
+    _wait_idle,
     _wait_widget,
     _write_notebook,
 )
@@ -357,3 +358,12 @@ def test_commands_run_export_the_demo(lab: Lab, page: Page, artifacts: Path) -> 
     assert len(state["bars"]) == 1 + branches, "one progress bar for the pipeline and one per branch"
     assert _done(state, expected, fails), f"the DAG did not end all green with full bars: {state}"
     expect(output).to_contain_text(re.compile(r"\bSUCCESS\b"), timeout=DEMO_RUN)
+
+    # A restarted kernel has no magnus_jupyter loaded: the commands are disabled again.
+    page.get_by_role("tab", name="ext_commands.ipynb", exact=True).click()
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Kernel$")).click()
+    page.locator(".lm-Menu").get_by_role("menuitem", name=re.compile(r"^Restart Kernel…")).click()
+    page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept").click()
+    _wait_idle(page, KERNEL_START)
+    expect(buttons[RUN]).to_have_attribute("aria-disabled", "true")
+    expect(buttons[RUN]).to_have_attribute("title", re.compile(re.escape(NOT_LOADED)))
