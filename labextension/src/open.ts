@@ -77,6 +77,19 @@ export function resolvePath(notebookPath: string, relative: string): string | nu
   return parts.length ? parts.join('/') : null;
 }
 
+/**
+ * Why a link's file did not open, in words: the server refuses hidden paths (runs keep
+ * their executed notebooks in `.catalog/`) unless started with allow_hidden.
+ */
+export function openFailure(path: string, error: unknown): string {
+  const reason = error instanceof Error ? error.message : String(error);
+  const hidden = path.split('/').some(part => part.startsWith('.'));
+  const hint = hidden
+    ? ' It is in a hidden folder: start Jupyter with --ContentsManager.allow_hidden=True to open it in Lab.'
+    : '';
+  return `Cannot open ${path}: ${reason}.${hint}`;
+}
+
 /** A plain primary click: anything else (modifiers, middle button) keeps the browser's default. */
 export function isPlainClick(event: IModifiers & { button: number }): boolean {
   return event.button === 0 && !event.ctrlKey && !event.metaKey && !event.shiftKey && !event.altKey;
@@ -136,7 +149,13 @@ function isOpen(app: JupyterFrontEnd, path: string): boolean {
 /** Open the file in a Lab tab; a notebook at the failing cell, active and scrolled into view. */
 export async function openLink(app: JupyterFrontEnd, link: IMagnusLink, path: string): Promise<void> {
   const wasOpen = isOpen(app, path);
-  const widget: unknown = await app.commands.execute('docmanager:open', { path });
+  let widget: unknown;
+  try {
+    // a record of what ran, opened to read: no kernel (it would also mark the file changed)
+    widget = await app.commands.execute('docmanager:open', { path, kernelPreference: { shouldStart: false } });
+  } catch (error) {
+    throw new Error(openFailure(path, error));
+  }
   if (!isNotebookPanel(widget)) {
     return; // a log (or any other file) just opens
   }
@@ -150,9 +169,12 @@ export async function openLink(app: JupyterFrontEnd, link: IMagnusLink, path: st
   if (link.cell === null || link.cell >= notebook.widgets.length) {
     return;
   }
-  notebook.mode = 'command';
+  // not scrollToCell: it focuses the cell's editor, which puts the notebook in edit mode
   notebook.activeCellIndex = link.cell;
-  await notebook.scrollToCell(notebook.widgets[link.cell], 'center');
+  notebook.deselectAll();
+  await notebook.scrollToItem(link.cell, 'center');
+  notebook.mode = 'command';
+  notebook.node.focus(); // a keyboard user lands on the failing cell, arrows move from there
 }
 
 /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { isActivationKey, isPlainClick, parseLink, resolvePath } from '../src/open';
+import { isActivationKey, isPlainClick, openFailure, parseLink, resolvePath } from '../src/open';
 
 /** Attributes as the DOM hands them over (HTML entities already decoded). */
 const attrs = (values: Record<string, string>) => ({
@@ -79,5 +79,17 @@ describe('which events the extension takes over', () => {
     expect(isActivationKey({ ...NONE, key: 'Tab' })).toBe(false);
     expect(isActivationKey({ ...NONE, key: 'Enter', shiftKey: true })).toBe(false);
     expect(isActivationKey({ ...NONE, key: 'Enter', ctrlKey: true })).toBe(false);
+  });
+});
+
+describe('why a file did not open', () => {
+  it('names the file and the reason', () => {
+    expect(openFailure('out/a.ipynb', new Error('Not Found'))).toBe('Cannot open out/a.ipynb: Not Found.');
+  });
+
+  it('tells how to open a file in a hidden folder', () => {
+    const message = openFailure('nb/.catalog/run/a_out.ipynb', 'Forbidden');
+    expect(message).toContain('Cannot open nb/.catalog/run/a_out.ipynb: Forbidden.');
+    expect(message).toContain('--ContentsManager.allow_hidden=True');
   });
 });

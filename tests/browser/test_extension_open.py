@@ -1,0 +1,151 @@
+"""One click from a failed task's DAG node to its executed notebook, at the failing cell, in real Lab.
+
+A notebook declares a two-branch pipeline whose ``bad`` branch raises in the third code
+cell of its notebook (below two long outputs, so the cell starts out of view), runs it
+with ``%magnus_run``, then clicks that node in the live DAG widget: the executed notebook
+must open in a Lab tab with the failing cell active and scrolled into view. Then the
+same by keyboard: Tab to the link, Enter. Every wait is for a condition in the page.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from .conftest import Lab
+from .test_lab import KERNEL_START, _open, _run_all, _wait_all_ran, _write_notebook
+
+pytestmark = pytest.mark.slow
+
+RUN = 150_000  # ms for the two-branch run: each branch a papermill kernel on a loaded 2-core machine
+OPENED = 30_000  # ms for the output notebook to open in a tab and reach its failing cell
+FOLDER = "open_links"  # links are relative to the notebook's folder: not the server root here
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+# The DOM facts the assertions need, read in one go: which tab is current, its active cell,
+# whether that cell is inside the scrolled notebook's visible area.
+_CURRENT_JS = """() => {
+  const panel = Array.from(document.querySelectorAll('.jp-NotebookPanel'))
+    .find(p => !p.classList.contains('lm-mod-hidden') && p.offsetParent !== null);
+  if (!panel) return null;
+  const tab = document.querySelector('.lm-DockPanel-tabBar .lm-mod-current .lm-TabBar-tabLabel');
+  const cells = Array.from(panel.querySelectorAll('.jp-Cell'));
+  const active = panel.querySelector('.jp-Cell.jp-mod-active');
+  const scroller = panel.querySelector('.jp-WindowedPanel-outer') || panel.querySelector('.jp-Notebook');
+  const view = scroller.getBoundingClientRect();
+  const box = active ? active.getBoundingClientRect() : null;
+  return {
+    tab: tab ? tab.textContent.trim() : null,
+    cells: cells.length,
+    index: active ? cells.indexOf(active) : -1,
+    source: active ? (active.querySelector('.jp-InputArea-editor') || active).textContent : '',
+    inView: !!box && box.top >= view.top - 1 && box.top < view.bottom && box.bottom > view.top,
+    scrollTop: scroller.scrollTop,
+    commandMode: panel.querySelector('.jp-Notebook').classList.contains('jp-mod-commandMode'),
+  };
+}"""
+
+
+def _task_notebook(path: Path, sources: list[str]) -> None:
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": KERNELSPEC})
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in sources]
+    nbformat.write(nb, path)
+
+
+def _current(page: Page) -> dict[str, Any] | None:
+    result: dict[str, Any] | None = page.evaluate(_CURRENT_JS)
+    return result
+
+
+def _wait_opened(page: Page, name: str, cell: int) -> dict[str, Any] | None:
+    """Poll until the current tab is ``name`` with cell ``cell`` active and in view; the last state."""
+    deadline = time.monotonic() + OPENED / 1000
+    while True:
+        state = _current(page)
+        if (state is not None and state["tab"] == name and state["index"] == cell and state["inView"]) \
+                or time.monotonic() > deadline:
+            return state
+        page.wait_for_timeout(200)  # polling interval, not an assertion
+
+
+def _failed_link(output: Locator) -> Locator:
+    return output.locator('svg[id^="magnus-dag-"] a[data-magnus-cell]')
+
+
+def test_a_failed_node_opens_its_notebook_at_the_failing_cell(lab: Lab, page: Page, artifacts: Path) -> None:
+    folder = lab.root / FOLDER
+    folder.mkdir(exist_ok=True)
+    long_output = "for i in range(60):\n    print('line', i)"
+    _task_notebook(folder / "train_ok.ipynb", ["x = 1", "print(x)"])
+    _task_notebook(folder / "train_bad.ipynb", [
+        long_output, long_output, "raise ValueError('deliberate failure in the third cell')",
+        "print('never')",
+    ])
+    _write_notebook(folder / "driver.ipynb", [
+        "%load_ext magnus_jupyter",
+        '%%magnus_parallel "Train"\ngood: train_ok.ipynb\nbad: train_bad.ipynb',
+        "%magnus_run --workers 2",
+    ])
+    _open(page, lab, f"{FOLDER}/driver.ipynb", "open-links")
+    # the toolbar buttons the extension adds are named for screen readers
+    run_button = page.locator('.jp-NotebookPanel-toolbar [data-command="magnus:run-pipeline"]')
+    expect(run_button).to_have_attribute("aria-label", "Run pipeline", timeout=KERNEL_START)
+    _run_all(page)
+    _wait_all_ran(page, 3, RUN)
+
+    output = page.locator(".jp-NotebookPanel .jp-CodeCell").nth(2).locator(".jp-OutputArea").first
+    link = _failed_link(output)
+    expect(link).to_have_count(1, timeout=RUN)
+    path, cell_attr = link.get_attribute("data-magnus-path"), link.get_attribute("data-magnus-cell")
+    assert path is not None and cell_attr is not None and path.startswith(".catalog/")
+    assert path.endswith("_out.ipynb") and "bad" in path
+    cell = int(cell_attr)
+    label = link.get_attribute("aria-label") or ""
+    assert re.fullmatch(r"open output notebook of step .*bad.* \(failed at cell \[\d+\]\)", label), label
+    assert link.get_attribute("tabindex") == "0"
+    # the file behind the link: the failing cell is the third code cell of train_bad.ipynb
+    executed = nbformat.read(folder / path, as_version=4)
+    assert "raise ValueError" in executed.cells[cell].source
+    name = Path(path).name
+    output.screenshot(path=str(artifacts / "lab-open-failed-dag.png"))
+
+    # a plain click: the executed notebook opens in a Lab tab at the failing cell
+    link.click()
+    state = _wait_opened(page, name, cell)
+    page.screenshot(path=str(artifacts / "lab-open-failing-cell.png"))
+    assert state is not None and state["tab"] == name, f"the output notebook did not open in a tab: {state}"
+    assert state["index"] == cell and "raise ValueError" in state["source"], f"wrong active cell: {state}"
+    assert state["inView"] and state["scrollTop"] > 0, f"the failing cell was not scrolled into view: {state}"
+    assert state["commandMode"], "the notebook opened in edit mode: arrows would move the cursor, not cells"
+    assert page.get_by_role("dialog").count() == 0
+
+    # by keyboard: back to the driver, close the output tab, Tab to the link and press Enter
+    tabs = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab")
+    tabs.filter(has_text=name).locator(".lm-TabBar-tabCloseIcon").click()
+    # opened to read (no kernel), nothing changed it: closing asks nothing
+    expect(tabs.filter(has_text=name)).to_have_count(0)
+    assert page.get_by_role("dialog").count() == 0
+    tabs.filter(has_text="driver.ipynb").click()
+    other = output.locator('svg[id^="magnus-dag-"] a[data-magnus-path]:not([data-magnus-cell])').first
+    other.focus()
+    reached = False
+    for _ in range(12):  # the two task nodes are neighbours in tab order; a bound, not a timing
+        page.keyboard.press("Tab")
+        if link.evaluate("el => el === document.activeElement"):
+            reached = True
+            break
+    assert reached, "Tab never reached the failed node's link"
+    ring = link.evaluate("el => getComputedStyle(el.querySelector('path, polygon, ellipse')).strokeWidth")
+    assert ring == "3px", f"no visible focus ring on the focused node: stroke-width {ring}"
+    output.screenshot(path=str(artifacts / "lab-open-focused-node.png"))
+    page.keyboard.press("Enter")
+    state = _wait_opened(page, name, cell)
+    assert state is not None and state["tab"] == name and state["index"] == cell and state["inView"], \
+        f"Enter on the focused link did not open the failing cell: {state}"
+    page.screenshot(path=str(artifacts / "lab-open-by-keyboard.png"))
