@@ -14,12 +14,18 @@ and catalog under ``--root`` (a volume all pods share), so the run log ends as
   ``X.Failed``; steps no path reaches are left out, as the engine never runs them;
 - one container template per task (its internal name is an input, since a
   step in a map branch runs once per value);
-- a parallel step: ``start`` (its log), its branches as concurrent DAG tasks, ``end``
-  (its status from its branches); a map step's ``start`` writes the values as
-  an output parameter and its branch template fans out with ``withParam``;
+- a parallel step: ``start`` (its log), its branches, ``end`` (its status from
+  its branches); the branches are the concurrent tasks of a DAG template of
+  their own, whose ``failFast`` is the step's ``failure_policy`` (``fail_fast``:
+  true, else false); a map step's ``start`` writes the values as an output
+  parameter and that template fans its branch out with ``withParam``;
 - initial parameters are workflow parameters, given to the ``init`` pod;
-- every task continues on failure (the run log says what failed) except the
-  pipeline's own ``fail`` step, which fails the workflow.
+- every task continues on failure (the run log says what failed) except a
+  graph's ``fail`` step, which fails its DAG: the pipeline's fails the workflow,
+  a branch's fails the branches' DAG (so ``failFast`` sees it);
+- the workflow's exit handler (``onExit``) runs ``execute-step RUN_ID
+  --finalize``: a pod Argo killed (OOM, deadline) cannot record its step, so
+  what is still PROCESSING once the workflow ends is marked FAIL with the reason.
 """
 
 from __future__ import annotations
@@ -112,7 +118,7 @@ class _Builder:
             depends = " || ".join(incoming[step_name]) or ("init.Succeeded" if top else None)
             internal = prefix + step_name
             tasks.extend(self.tasks_for(step, internal, entry[step_name], depends,
-                                        fails_workflow=top and isinstance(step, Fail)))
+                                        fails_graph=isinstance(step, Fail)))
         if top:
             tasks.insert(0, m.DAGTask(name="init", template=self.init_template))
         inputs = None if top else m.Inputs(parameters=[m.Parameter(name="prefix")])
@@ -127,7 +133,7 @@ class _Builder:
         used = self._task_names.setdefault(graph_template, set())
         base = _slug(step_name)[:40]
         name, n = base, 1
-        while name in used or name == "init" or re.search(r"-(start|end|b\d+)$", name):
+        while name in used or name == "init" or re.search(r"-(start|end)$", name):
             n += 1
             name = f"{base}-{n}"
         used.add(name)
@@ -135,9 +141,9 @@ class _Builder:
         return name
 
     def tasks_for(self, step: Step, internal: str, task: str, depends: str | None,
-                  fails_workflow: bool) -> list[Any]:
+                  fails_graph: bool) -> list[Any]:
         m = self.m
-        keep_going = None if fails_workflow else m.ContinueOn(failed=True)
+        keep_going = None if fails_graph else m.ContinueOn(failed=True)
         args = m.Arguments(parameters=[m.Parameter(name="step", value=internal)])
         if not step.is_composite:
             kind = step.kind if isinstance(step, Task) else step.type
@@ -148,33 +154,51 @@ class _Builder:
         start = self.container(f"{step.name}-start", self.step_args(
             "--phase", "start", *(["--values-out", VALUES_PATH] if is_map else [])), values=is_map)
         end = self.container(f"{step.name}-end", self.step_args("--phase", "end"))
-        out = [m.DAGTask(name=f"{task}-start", template=start, depends=depends, arguments=args,
-                         continue_on=keep_going)]
-        fan_depends = f"{task}-start.Succeeded"
+        fan_inputs = [m.Parameter(name="prefix", value=internal)]
         if is_map:
-            assert isinstance(step, Map) and step.branch is not None
-            branch = self.graph(step.branch, f"{step.name}-branch", top=False)
-            out.append(m.DAGTask(
-                name=task, template=branch, depends=fan_depends, continue_on=m.ContinueOn(failed=True),
-                with_param=f"{{{{tasks.{task}-start.outputs.parameters.values}}}}",
-                arguments=m.Arguments(parameters=[m.Parameter(name="prefix",
-                                                              value=f"{internal}.{{{{item}}}}")])))
-            done = f"{task}.Succeeded || {task}.Failed || {task}.Skipped"
-        else:  # each branch a concurrent task of this DAG, so it sees this graph's prefix
-            finished = []
-            for i, (branch_name, branch) in enumerate(step.branches().items()):
-                template = self.graph(branch, f"{step.name}-{branch_name}", top=False)
-                branch_task = f"{task}-b{i}"
-                finished.append(f"({branch_task}.Succeeded || {branch_task}.Failed)")
-                out.append(m.DAGTask(
-                    name=branch_task, template=template, depends=fan_depends,
-                    continue_on=m.ContinueOn(failed=True),
-                    arguments=m.Arguments(parameters=[m.Parameter(name="prefix",
-                                                                  value=f"{internal}.{branch_name}")])))
-            done = " && ".join(finished)
-        out.append(m.DAGTask(name=f"{task}-end", template=end, arguments=args, continue_on=keep_going,
-                             depends=f"{task}-start.Failed || ({done})"))
-        return out
+            fan_inputs.append(m.Parameter(name="values",
+                                          value=f"{{{{tasks.{task}-start.outputs.parameters.values}}}}"))
+        return [
+            m.DAGTask(name=f"{task}-start", template=start, depends=depends, arguments=args,
+                      continue_on=keep_going),
+            m.DAGTask(name=task, template=self.branches(step), depends=f"{task}-start.Succeeded",
+                      continue_on=m.ContinueOn(failed=True), arguments=m.Arguments(parameters=fan_inputs)),
+            m.DAGTask(name=f"{task}-end", template=end, arguments=args, continue_on=keep_going,
+                      depends=f"{task}-start.Failed || {task}.Succeeded || {task}.Failed"),
+        ]
+
+    def branches(self, step: Step) -> str:
+        """A DAG template running ``step``'s branches at once (a map: one per value, ``withParam``);
+        ``failFast`` carries its ``failure_policy``. Takes the step's internal name as ``prefix``."""
+        m = self.m
+        name = self.unique(f"{step.name}-branches")
+        fail_fast = getattr(step, "failure_policy", None) == "fail_fast"
+        inputs = [m.Parameter(name="prefix")]
+        tasks: list[Any] = []
+        if isinstance(step, Map):
+            assert step.branch is not None
+            inputs.append(m.Parameter(name="values"))
+            template = self.graph(step.branch, f"{step.name}-branch", top=False)
+            tasks.append(m.DAGTask(
+                name="branch", template=template, with_param="{{inputs.parameters.values}}",
+                arguments=m.Arguments(parameters=[
+                    m.Parameter(name="prefix", value="{{inputs.parameters.prefix}}.{{item}}")])))
+        else:
+            used: set[str] = set()
+            for branch_name, branch in step.branches().items():
+                task = base = _slug(branch_name)[:40]
+                n = 1
+                while task in used:
+                    n += 1
+                    task = f"{base}-{n}"
+                used.add(task)
+                prefix = f"{{{{inputs.parameters.prefix}}}}.{branch_name}"
+                tasks.append(m.DAGTask(
+                    name=task, template=self.graph(branch, f"{step.name}-{branch_name}", top=False),
+                    arguments=m.Arguments(parameters=[m.Parameter(name="prefix", value=prefix)])))
+        self.templates.append(m.Template(name=name, inputs=m.Inputs(parameters=inputs),
+                                         dag=m.DAGTemplate(tasks=tasks, fail_fast=fail_fast)))
+        return name
 
 
 def _reachable(graph: Pipeline) -> list[str]:
@@ -210,6 +234,10 @@ def export_argo(pipeline: Pipeline, *, image: str, pipeline_file: str,
     mounts = [m.VolumeMount(name="magnus-root", mount_path=root)] if pvc else None
     builder.templates.append(m.Template(name="init", container=m.Container(
         image=image, command=["magnus-jupyter"], args=init_args, working_dir=root, volume_mounts=mounts)))
+    builder.names.add("finalize")
+    builder.templates.append(m.Template(name="finalize", container=m.Container(
+        image=image, command=["magnus-jupyter"], working_dir=root, volume_mounts=mounts,
+        args=["execute-step", "{{workflow.parameters.run_id}}", "--finalize", "--root", root])))
     entry = builder.graph(pipeline, "main", top=True)
     workflow_params = [m.Parameter(name="run_id", value="{{workflow.name}}")]
     for key, value in params.items():
@@ -222,7 +250,8 @@ def export_argo(pipeline: Pipeline, *, image: str, pipeline_file: str,
     workflow = m.Workflow(
         api_version="argoproj.io/v1alpha1", kind="Workflow",
         metadata=m.ObjectMeta(generate_name=f"{_slug(name or pipeline.name or 'magnus')[:40]}-"),
-        spec=m.WorkflowSpec(entrypoint=entry, arguments=m.Arguments(parameters=workflow_params),
+        spec=m.WorkflowSpec(entrypoint=entry, on_exit="finalize",
+                            arguments=m.Arguments(parameters=workflow_params),
                             templates=builder.templates, volumes=volumes),
     )
     return workflow.model_dump(by_alias=True, exclude_none=True, mode="json")

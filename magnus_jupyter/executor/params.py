@@ -117,6 +117,12 @@ class WriteLog:
                 out.append((name, distinct))
         return out
 
+    def warnings(self) -> list[str]:
+        """The run's warning for each parameter two or more branches wrote, naming the winner."""
+        return [f"parameter '{name}' was written by parallel branches {', '.join(repr(w) for w in writers)} "
+                f"of '{self.step}'; the last to finish ({writers[-1]!r}) wins"
+                for name, writers in self.conflicts()]
+
 
 class ParameterStore:
     """The run's one mapping, shared by every branch thread."""

@@ -10,7 +10,15 @@ records it where the engine would, at any depth of parallel and map branches:
 - ``success`` / ``fail``: the step SUCCESS and its graph's (branch or run) status;
 - a parallel / map / dag step, ``--phase start``: its log and branch logs (a
   map writes its values, as JSON text, to ``--values-out`` for Argo's
-  ``withParam``); ``--phase end``: its status from its branches'.
+  ``withParam``); ``--phase end``: its status from its branches', and the
+  engine's warning when two branches wrote the same parameter (the last wins);
+- ``failure_policy: fail_fast``: once a branch of such a step failed, a step of
+  a sibling branch starts nothing: its branch ends FAIL, as the engine's
+  cancelled branch does (a task already running finishes: Argo does not stop
+  a sibling's pod, the engine would have killed it);
+- ``--finalize``: the workflow's exit handler. A pod Argo killed (OOM, deadline)
+  left its step PROCESSING; every step and branch still PROCESSING ends FAIL
+  with the reason, and a run still PROCESSING ends FAIL.
 
 The exit status is the step's: 0 SUCCESS, 1 FAIL (a ``fail`` step exits 1, so
 the workflow that reaches it fails). Concurrent pods share the run log through
@@ -24,14 +32,14 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..errors import ExecutionError
 from ..model import Dag, Fail, Map, Parallel, Pipeline, Step, Success, Task, join_name
 from .catalog import Catalog, CatalogError
-from .params import changed
+from .params import WriteLog, changed
 from .runlog import RUN_LOG_FOLDER, RunLogStore, attempt_log, branch_log, now, run_log_path, step_log
 from .task import FAIL, SUCCESS, TaskSpec
 
@@ -72,11 +80,13 @@ def _pipeline(data: dict[str, Any]) -> Pipeline:
     return load_yaml(text)
 
 
-def _locate(pipeline: Pipeline, internal: str, data: dict[str, Any]
+def _locate(pipeline: Pipeline, internal: str, data: dict[str, Any], above: list[Step] | None = None
             ) -> tuple[Step, Pipeline, list[tuple[str, str]], dict[str, Any]]:
-    """The step named ``internal``, its graph, the (composite step, branch) names above it, map values."""
+    """The step named ``internal``, its graph, the (composite step, branch) names above it, map values;
+    ``above`` receives the composite steps of ``path``."""
     parts = internal.split(".")
     graph, prefix, path, map_variable = pipeline, "", [], {}
+    above = [] if above is None else above
     i = 0
     while True:
         step = graph.steps.get(parts[i])
@@ -99,6 +109,7 @@ def _locate(pipeline: Pipeline, internal: str, data: dict[str, Any]
             break
         prefix = f"{full}.{branch}"
         path.append((full, prefix))
+        above.append(step)
         i += 2
     raise ExecutionError(f"execute-step: {internal!r} names no step of the pipeline")
 
@@ -113,15 +124,30 @@ def _container(data: dict[str, Any], path: list[tuple[str, str]]) -> tuple[dict[
 
 
 def execute_step(root: str | os.PathLike[str], run_id: str, internal: str, phase: str = "run",
-                 values_out: str | None = None) -> str:
-    """Run (or start/end) one step; return its status. Bad names raise ``ExecutionError``."""
+                 values_out: str | None = None, warn: Callable[[str], None] | None = None) -> str:
+    """Run (or start/end) one step; return its status. Bad names raise ``ExecutionError``.
+
+    ``warn`` also hears the warnings recorded in the run log (parameters written by two branches).
+    """
     folder = Path(root).resolve()
     with _locked(folder, run_id) as data:
         pipeline = _pipeline(data)
-        step, graph, path, map_variable = _locate(pipeline, internal, data)
+        above: list[Step] = []
+        step, graph, path, map_variable = _locate(pipeline, internal, data, above)
         steps, owner = _container(data, path)
+        reason = _cancelled(data, path, above)
+        if reason:  # a fail_fast sibling failed: this branch starts nothing more, as in the engine
+            if warn is not None:
+                warn(f"{internal}: not started: {reason}")
+            return FAIL
         if phase == "end":
-            return _end(steps[internal])
+            if internal not in steps:  # its start was cancelled
+                return FAIL
+            status, warnings = _end(steps[internal], internal)
+            data["warnings"].extend(warnings)
+            for message in warnings if warn is not None else ():
+                warn(message)
+            return status
         entry = step_log(step.name, internal, step.type)
         steps[internal] = entry
         if step.is_composite:
@@ -168,14 +194,104 @@ def _start(step: Step, internal: str, entry: dict[str, Any], data: dict[str, Any
     return SUCCESS
 
 
-def _end(entry: dict[str, Any]) -> str:
+def _cancelled(data: dict[str, Any], path: list[tuple[str, str]], above: list[Step]) -> str:
+    """Why the branch a step is in must start nothing more (else ""): a branch of an enclosing
+    ``fail_fast`` step failed (its own, or a sibling's). Branches so stopped are marked FAIL."""
+    steps: dict[str, Any] = data["steps"]
+    for (step_name, branch_name), step in zip(path, above, strict=True):
+        entry = steps.get(step_name)
+        if entry is None:
+            return ""
+        branches = entry["branches"]
+        if getattr(step, "failure_policy", None) == "fail_fast":
+            failed = [name for name, b in branches.items() if name != branch_name and b["status"] == FAIL]
+            if failed:
+                reason = f"cancelled: branch '{failed[0]}' failed (failure_policy: fail_fast)"
+                _stop(branches[branch_name])
+                return reason
+        branch = branches.get(branch_name)
+        if branch is None:
+            return ""
+        if branch["status"] == FAIL:  # stopped by an earlier step of it (its own fail step sets it last)
+            return "cancelled: its branch was stopped"
+        steps = branch["steps"]
+    return ""
+
+
+def _stop(branch: dict[str, Any]) -> None:
+    """A cancelled branch and the branches under it that are still PROCESSING end FAIL."""
+    stack = [branch]
+    while stack:
+        current = stack.pop()
+        if current["status"] == "PROCESSING":
+            current["status"] = FAIL
+        for step in current["steps"].values():
+            stack.extend(step["branches"].values())
+
+
+def _end(entry: dict[str, Any], internal: str) -> tuple[str, list[str]]:
+    """A composite step's status from its branches', and the warnings about parameters two wrote."""
     if entry["status"] == FAIL:  # its start failed
-        return FAIL
+        return FAIL, []
     failed = [b["internal_name"] for b in entry["branches"].values() if b["status"] != SUCCESS]
     entry["status"] = FAIL if failed else SUCCESS
     plural = "es" if len(failed) > 1 else ""
-    entry["message"] = f"branch{plural} failed: {', '.join(failed)}" if failed else ""
-    return str(entry["status"])
+    shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
+    entry["message"] = f"branch{plural} failed: {shown}" if failed else ""
+    return str(entry["status"]), _write_conflicts(entry, internal)
+
+
+def _write_conflicts(entry: dict[str, Any], internal: str) -> list[str]:
+    """The engine notes writes as tasks merge; here the run log has them: each successful task's
+    ``parameter_updates`` under each branch, merged in the order the tasks ended."""
+    writes: list[tuple[str, str, dict[str, Any]]] = []
+    for name, branch in entry["branches"].items():
+        stack = [branch]
+        while stack:
+            for step in stack.pop()["steps"].values():
+                updates = step.get("parameter_updates")
+                if updates and step["status"] == SUCCESS and step["attempts"]:
+                    writes.append((step["attempts"][-1]["end_time"], name, updates))
+                stack.extend(step["branches"].values())
+    log = WriteLog(internal)
+    for _, name, updates in sorted(writes, key=lambda w: w[0]):
+        for parameter in updates:
+            log.writes.setdefault(parameter, []).append(name)
+    return log.warnings()
+
+
+PROCESSING = "PROCESSING"
+LOST_POD = "its pod ended without recording a result"
+
+
+def finalize_run(root: str | os.PathLike[str], run_id: str) -> tuple[str, list[str]]:
+    """The exit handler's work: nothing left PROCESSING once the workflow is over.
+
+    Returns the run's status and the internal names of the steps a lost pod left PROCESSING.
+    """
+    with _locked(Path(root).resolve(), run_id) as data:
+        lost: list[str] = []
+        stack: list[dict[str, Any]] = [data]
+        while stack:
+            owner = stack.pop()
+            for step in owner["steps"].values():
+                if step["status"] == PROCESSING:
+                    step["status"] = FAIL
+                    if step["step_type"] in ("parallel", "map", "dag"):
+                        step["message"] = step["message"] or "the workflow ended before its branches did"
+                    else:
+                        lost.append(step["internal_name"])
+                        step["message"] = step["message"] or LOST_POD
+                for branch in step["branches"].values():
+                    if branch["status"] == PROCESSING:
+                        branch["status"] = FAIL
+                    stack.append(branch)
+        if data["status"] == PROCESSING:
+            data["status"] = FAIL
+            data["message"] = data.get("message") or (
+                f"the workflow ended before the run did ({LOST_POD}: {', '.join(lost)})" if lost
+                else "the workflow ended before the run did")
+        return str(data["status"]), lost
 
 
 def _task(root: Path, run_id: str, step: Task, internal: str, given: dict[str, Any],

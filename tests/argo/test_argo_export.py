@@ -3,21 +3,28 @@ order Argo would (a small simulation of Argo's DAG semantics on this machine) le
 magnus 0.5 left: same status tree, run status and parameters.
 
 The simulation follows Argo's rules for what the manifest uses: ``depends`` on ``.Succeeded`` /
-``.Failed`` / ``.Skipped`` (a false one omits the task), ``continueOn.failed``, ``withParam`` over a
-task's output parameter, and ``{{inputs...}}`` / ``{{workflow...}}`` / ``{{item}}`` substitution. Each
-container's command runs as ``magnus-jupyter ...`` in the run folder, one after another.
+``.Failed`` / ``.Skipped`` (a false one omits the task), ``continueOn.failed``, a DAG's ``failFast``
+(default true: once a task failed without ``continueOn``, no further task starts and the DAG fails),
+``withParam`` over a parameter, ``{{inputs...}}`` / ``{{workflow...}}`` / ``{{item}}`` substitution,
+and the workflow's ``onExit`` handler, run once the entrypoint is over. Each container's command runs
+as ``magnus-jupyter ...`` in the run folder, one after another; tasks Argo would start together (ready
+at once) all start.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import yaml
 
@@ -26,6 +33,7 @@ from magnus_jupyter.errors import ExecutionError
 from magnus_jupyter.executor.argo import VALUES_PATH, export_argo, validate_manifest
 from magnus_jupyter.executor.params import initial_parameters
 from magnus_jupyter.executor.runlog import flatten
+from magnus_jupyter.executor.step import LOST_POD
 from magnus_jupyter.yaml_io import load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +47,7 @@ class ArgoSimulation:
 
     def __init__(self, manifest: dict[str, Any], root: Path, run_id: str) -> None:
         self.templates = {t["name"]: t for t in manifest["spec"]["templates"]}
+        self.on_exit = manifest["spec"].get("onExit")
         self.workflow = {p["name"]: str(p.get("value", ""))
                          for p in manifest["spec"]["arguments"]["parameters"]}
         self.workflow["run_id"] = run_id
@@ -46,8 +55,14 @@ class ArgoSimulation:
         self.pods: list[list[str]] = []
 
     def run(self, entrypoint: str) -> str:
-        """The workflow's phase: Succeeded or Failed."""
-        return self.template(entrypoint, {})[0]
+        """The workflow's phase: Succeeded or Failed (a stopped workflow: Failed); then its exit handler."""
+        try:
+            phase = self.template(entrypoint, {})[0]
+        except WorkflowStopped:
+            phase = "Failed"
+        if self.on_exit:
+            self.template(self.on_exit, {})
+        return phase
 
     def substitute(self, text: str, inputs: dict[str, str], outputs: dict[str, dict[str, str]]) -> str:
         text = re.sub(r"\{\{workflow\.parameters\.([\w-]+)\}\}", lambda m: self.workflow[m[1]], text)
@@ -65,16 +80,20 @@ class ArgoSimulation:
         outputs: dict[str, dict[str, str]] = {}
         tasks = template["dag"]["tasks"]
         pending = list(tasks)
-        while pending:
+        fail_fast = template["dag"].get("failFast", True)
+
+        def failed() -> bool:
+            return any(statuses.get(t["name"]) == "Failed" and not t.get("continueOn", {}).get("failed")
+                       for t in tasks)
+
+        while pending and not (fail_fast and failed()):
             ready = [t for t in pending
                      if all(d in statuses for d, _ in _STATE.findall(t.get("depends", "")))]
             assert ready, f"{name}: no task can start: {[t['name'] for t in pending]}"
-            for task in ready:
+            for task in ready:  # started together, as Argo would
                 pending.remove(task)
                 statuses[task["name"]], outputs[task["name"]] = self.task(task, inputs, statuses, outputs)
-        failed = any(statuses[t["name"]] == "Failed" and not t.get("continueOn", {}).get("failed")
-                     for t in tasks)
-        return ("Failed" if failed else "Succeeded"), {}
+        return ("Failed" if failed() else "Succeeded"), {}
 
     def task(self, task: dict[str, Any], inputs: dict[str, str], statuses: dict[str, str],
              outputs: dict[str, dict[str, str]]) -> tuple[str, dict[str, str]]:
@@ -94,18 +113,31 @@ class ArgoSimulation:
                                                     for k, v in arguments.items()})[0] for item in items]
         return ("Failed" if "Failed" in results else "Succeeded"), {}
 
-    def pod(self, template: dict[str, Any], inputs: dict[str, str]) -> tuple[str, dict[str, str]]:
-        values = self.root.parent / f"{self.root.name}-values.json"
-        args = [self.substitute(a, inputs, {}).replace(VALUES_PATH, str(values))
+    def command(self, template: dict[str, Any], inputs: dict[str, str]) -> list[str]:
+        """The pod's ``magnus-jupyter`` arguments, with the volume's mount point here."""
+        args = [self.substitute(a, inputs, {}).replace(VALUES_PATH, str(self.values))
                 for a in template["container"]["args"]]
-        args[args.index("--root") + 1] = str(self.root)  # the volume's mount point, here
+        args[args.index("--root") + 1] = str(self.root)
         assert template["container"]["command"] == ["magnus-jupyter"]
+        return args
+
+    @property
+    def values(self) -> Path:
+        return self.root.parent / f"{self.root.name}-values.json"
+
+    def pod(self, template: dict[str, Any], inputs: dict[str, str]) -> tuple[str, dict[str, str]]:
+        values = self.values
+        args = self.command(template, inputs)
         self.pods.append(args)
         code = main(args)
         outputs = {}
         for parameter in template.get("outputs", {}).get("parameters", []):
             outputs[parameter["name"]] = values.read_text()
         return ("Succeeded" if code == 0 else "Failed"), outputs
+
+
+class WorkflowStopped(Exception):
+    """Argo stopped the whole workflow (a deadline): no further pod starts; the exit handler runs."""
 
 
 def _export(name: str, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -137,15 +169,26 @@ def test_each_compat_export_validates_and_its_simulation_matches_real_magnus(
     assert all(pod[0] == "execute-step" for pod in simulation.pods)
 
 
+def _fan_out(manifest: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The entrypoint's task running a composite step's branches, and that branches template."""
+    templates = {t["name"]: t for t in manifest["spec"]["templates"]}
+    tasks = templates[manifest["spec"]["entrypoint"]]["dag"]["tasks"]
+    [task] = [t for t in tasks if "dag" in templates[t["template"]]]
+    return task, templates[task["template"]]
+
+
 def test_map_fans_out_with_param_and_parallel_branches_run_concurrently(tmp_path: Path) -> None:
     manifest, _ = _export("concepts_map_shell", tmp_path)
-    dag = {t["name"]: t for t in manifest["spec"]["templates"]}[manifest["spec"]["entrypoint"]]["dag"]
-    fan = [t for t in dag["tasks"] if "withParam" in t]
-    assert len(fan) == 1 and fan[0]["withParam"].endswith(".outputs.parameters.values}}")
+    task, branches = _fan_out(manifest)
+    given = {p["name"]: p["value"] for p in task["arguments"]["parameters"]}
+    assert given["values"].endswith("-start.outputs.parameters.values}}")
+    [fan] = branches["dag"]["tasks"]
+    assert fan["withParam"] == "{{inputs.parameters.values}}"
+    assert branches["dag"]["failFast"] is False  # finish_all, magnus' default
     manifest, _ = _export("concepts_parallel", tmp_path)
-    dag = {t["name"]: t for t in manifest["spec"]["templates"]}[manifest["spec"]["entrypoint"]]["dag"]
-    branches = [t for t in dag["tasks"] if re.search(r"-b\d+$", t["name"])]
-    assert len(branches) == 2 and {t["depends"] for t in branches} == {branches[0]["depends"]}
+    _, branches = _fan_out(manifest)
+    assert len(branches["dag"]["tasks"]) == 2
+    assert not any("depends" in t for t in branches["dag"]["tasks"])  # both start at once
 
 
 def test_parameters_become_workflow_parameters(tmp_path: Path) -> None:
@@ -251,3 +294,198 @@ def test_the_demo_simulated_on_argo_matches_magnus_jupyter_run(tmp_path: Path,
     assert log["status"] == "SUCCESS"
     assert log["parameters"] == local["parameters"]
     assert (folder / ".catalog" / "demo" / "data" / "xgb_weights.npy").is_file()
+
+
+FAIL_FAST = """\
+dag:
+  start_at: par
+  steps:
+    par:
+      type: parallel
+      failure_policy: {policy}
+      next: success
+      branches:
+        a:
+          start_at: broken
+          steps:
+            broken: {{type: task, command_type: shell, command: exit 1, next: success}}
+            success: {{type: success}}
+            fail: {{type: fail}}
+        b:
+          start_at: first
+          steps:
+            first: {{type: task, command_type: shell, command: "true", next: second}}
+            second: {{type: task, command_type: shell, command: "true", next: success}}
+            success: {{type: success}}
+            fail: {{type: fail}}
+    success:
+      type: success
+    fail:
+      type: fail
+"""
+
+
+@pytest.mark.parametrize("policy", ["fail_fast", "finish_all"])
+def test_failure_policy_is_the_branches_failfast_and_execute_step_honours_it(
+        policy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argo starts both branches; once 'a' failed, fail_fast lets 'b' start nothing (as the engine
+    cancels it), finish_all lets it finish. The parallel step fails either way."""
+    (tmp_path / "p.yaml").write_text(FAIL_FAST.format(policy=policy))
+    manifest = export_argo(load_yaml(tmp_path / "p.yaml"), image="example/magnus:1", pipeline_file="p.yaml")
+    validate_manifest(manifest)
+    _, branches = _fan_out(manifest)
+    assert branches["dag"]["failFast"] is (policy == "fail_fast")
+    assert not any("continueOn" in t for t in branches["dag"]["tasks"])  # a failed branch counts
+    monkeypatch.chdir(tmp_path)
+    assert ArgoSimulation(manifest, tmp_path, "ff").run(manifest["spec"]["entrypoint"]) == "Failed"
+    log = json.loads((tmp_path / ".run_log_store" / "ff.json").read_text())
+    steps = flatten(log)
+    assert steps["par.a.broken"] == "FAIL" and steps["par.a"] == "FAIL"
+    assert steps["par"] == "FAIL" and steps["fail"] == "SUCCESS" and log["status"] == "FAIL"
+    if policy == "fail_fast":
+        assert steps["par.b"] == "FAIL"
+        assert not [name for name in steps if name.startswith("par.b.")]  # it started nothing
+        assert log["steps"]["par"]["message"] == "branches failed: par.a, par.b"
+    else:
+        assert steps["par.b.first"] == steps["par.b.second"] == steps["par.b"] == "SUCCESS"
+        assert log["steps"]["par"]["message"] == "branch failed: par.a"
+
+
+SLOW = """\
+dag:
+  start_at: slow
+  steps:
+    slow:
+      type: task
+      command_type: shell
+      command: touch started && sleep 60
+      next: success
+    success:
+      type: success
+    fail:
+      type: fail
+"""
+
+
+class KillingSimulation(ArgoSimulation):
+    """Argo kills the pod of ``victim`` (SIGKILL to all its processes, as for OOM) once its task runs.
+    ``deadline``: the workflow is stopped with it (no further pod; the exit handler runs)."""
+
+    def __init__(self, manifest: dict[str, Any], root: Path, run_id: str, victim: str,
+                 deadline: bool) -> None:
+        super().__init__(manifest, root, run_id)
+        self.victim, self.deadline = victim, deadline
+
+    def pod(self, template: dict[str, Any], inputs: dict[str, str]) -> tuple[str, dict[str, str]]:
+        args = self.command(template, inputs)
+        if args[:3] != ["execute-step", self.workflow["run_id"], self.victim]:
+            return super().pod(template, inputs)
+        self.pods.append(args)
+        proc = subprocess.Popen([sys.executable, "-m", "magnus_jupyter", *args], cwd=self.root,
+                                start_new_session=True)
+        try:
+            for _ in range(1200):  # until the task runs (its shell made the file)
+                if (self.root / "started").exists() or proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+            assert proc.poll() is None, "the pod ended before it could be killed"
+            assert (self.root / "started").exists(), "the task never started"
+        finally:
+            pod = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+            for process in pod:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.send_signal(signal.SIGKILL)
+            proc.wait()
+            psutil.wait_procs(pod, timeout=10)
+        if self.deadline:
+            raise WorkflowStopped
+        return "Failed", {}
+
+
+@pytest.mark.parametrize("deadline", [False, True], ids=["oom-kill", "deadline"])
+def test_a_killed_pod_leaves_nothing_processing_once_the_exit_handler_ran(
+        deadline: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "p.yaml").write_text(SLOW)
+    manifest = export_argo(load_yaml(tmp_path / "p.yaml"), image="example/magnus:1", pipeline_file="p.yaml")
+    validate_manifest(manifest)
+    handler = {t["name"]: t for t in manifest["spec"]["templates"]}[manifest["spec"]["onExit"]]
+    assert handler["container"]["args"][:1] + handler["container"]["args"][2:3] == ["execute-step",
+                                                                                      "--finalize"]
+    monkeypatch.chdir(tmp_path)
+    simulation = KillingSimulation(manifest, tmp_path, "killed", "slow", deadline)
+    assert simulation.run(manifest["spec"]["entrypoint"]) == "Failed"
+    assert simulation.pods[-1][:3] == ["execute-step", "killed", "--finalize"]  # the exit handler ran last
+    text = (tmp_path / ".run_log_store" / "killed.json").read_text()
+    log = json.loads(text)
+    assert log["steps"]["slow"]["status"] == "FAIL"
+    assert log["steps"]["slow"]["message"] == LOST_POD
+    assert log["status"] == "FAIL"
+    assert "PROCESSING" not in text
+    if deadline:  # no fail step ran: the handler ended the run, and says why
+        assert "fail" not in log["steps"]
+        assert LOST_POD in log["message"] and "slow" in log["message"]
+    else:
+        assert log["steps"]["fail"]["status"] == "SUCCESS"
+
+
+def test_finalize_leaves_a_finished_run_as_it_was(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(TIMEOUT)
+    assert main(["execute-step", "r1", "--init", "--file", "p.yaml", "--root", str(tmp_path)]) == 0
+    assert main(["execute-step", "r1", "slow", "--root", str(tmp_path)]) == 1
+    assert main(["execute-step", "r1", "fail", "--root", str(tmp_path)]) == 1
+    before = (tmp_path / ".run_log_store" / "r1.json").read_text()
+    assert main(["execute-step", "r1", "--finalize", "--root", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / ".run_log_store" / "r1.json").read_text()) == json.loads(before)
+    assert main(["execute-step", "r1", "slow", "--finalize", "--root", str(tmp_path)]) == 2
+
+
+CONFLICT = """\
+dag:
+  start_at: par
+  steps:
+    par:
+      type: parallel
+      next: success
+      branches:
+        a:
+          start_at: write
+          steps:
+            write: {type: task, command_type: shell, command: export MAGNUS_PRM_x=1, next: success}
+            success: {type: success}
+            fail: {type: fail}
+        b:
+          start_at: write
+          steps:
+            write: {type: task, command_type: shell, command: export MAGNUS_PRM_x=2, next: success}
+            success: {type: success}
+            fail: {type: fail}
+    success:
+      type: success
+    fail:
+      type: fail
+"""
+
+
+def test_two_branches_writing_one_parameter_warn_as_the_local_executor_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("argo", "local"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "p.yaml").write_text(CONFLICT)
+    done = subprocess.run([sys.executable, "-m", "magnus_jupyter", "run", "p.yaml", "--run-id", "w",
+                           "--quiet", "--workers", "1"], cwd=tmp_path / "local", capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    local = json.loads((tmp_path / "local" / ".run_log_store" / "w.json").read_text())
+    [expected] = local["warnings"]
+    folder = tmp_path / "argo"
+    manifest = export_argo(load_yaml(folder / "p.yaml"), image="example/magnus:1", pipeline_file="p.yaml")
+    monkeypatch.chdir(folder)
+    capsys.readouterr()
+    assert ArgoSimulation(manifest, folder, "w").run(manifest["spec"]["entrypoint"]) == "Succeeded"
+    log = json.loads((folder / ".run_log_store" / "w.json").read_text())
+    # --workers 1: branch a ran first in both, so b wrote last and wins
+    assert log["warnings"] == [expected] == [
+        "parameter 'x' was written by parallel branches 'par.a', 'par.b' of 'par'; the last to finish "
+        "('par.b') wins"]
+    assert log["parameters"] == local["parameters"] == {"x": 2}
+    assert f"warning: {expected}" in capsys.readouterr().err  # the pod's log says it too
