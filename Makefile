@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml $(LABEXT_SRC) | node
 	$(if $(filter labextension/%,$?),rm -rf $(LABEXT_OUT))
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	@echo "pip install -e '.[test]': builds the JupyterLab extension (npm ci, npm run build), a few minutes"
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
