@@ -28,20 +28,22 @@ OPENED = 30_000  # ms for the output notebook to open in a tab and reach its fai
 FOLDER = "open_links"  # links are relative to the notebook's folder: not the server root here
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
-# The DOM facts the assertions need, read in one go: which tab is current, its active cell,
-# whether that cell is inside the scrolled notebook's visible area.
+# The DOM facts the assertions need, read in one go: the application's current tab (Lab marks
+# it jp-mod-current, whichever dock area it is in), its active cell, whether that cell is inside
+# the scrolled notebook's visible area.
 _CURRENT_JS = """() => {
-  const panel = Array.from(document.querySelectorAll('.jp-NotebookPanel'))
-    .find(p => !p.classList.contains('lm-mod-hidden') && p.offsetParent !== null);
-  if (!panel) return null;
-  const tab = document.querySelector('.lm-DockPanel-tabBar .lm-mod-current .lm-TabBar-tabLabel');
+  const tab = document.querySelector('.lm-DockPanel-tabBar .lm-TabBar-tab.jp-mod-current');
+  const panel = tab ? document.getElementById(tab.dataset.id) : null;
+  if (!panel || !panel.classList.contains('jp-NotebookPanel')) {
+    return {tab: tab ? tab.textContent.trim() : null};
+  }
   const cells = Array.from(panel.querySelectorAll('.jp-Cell'));
   const active = panel.querySelector('.jp-Cell.jp-mod-active');
   const scroller = panel.querySelector('.jp-WindowedPanel-outer') || panel.querySelector('.jp-Notebook');
   const view = scroller.getBoundingClientRect();
   const box = active ? active.getBoundingClientRect() : null;
   return {
-    tab: tab ? tab.textContent.trim() : null,
+    tab: tab.querySelector('.lm-TabBar-tabLabel').textContent.trim(),
     cells: cells.length,
     index: active ? cells.indexOf(active) : -1,
     source: active ? (active.querySelector('.jp-InputArea-editor') || active).textContent : '',
@@ -68,8 +70,8 @@ def _wait_opened(page: Page, name: str, cell: int) -> dict[str, Any] | None:
     deadline = time.monotonic() + OPENED / 1000
     while True:
         state = _current(page)
-        if (state is not None and state["tab"] == name and state["index"] == cell and state["inView"]) \
-                or time.monotonic() > deadline:
+        there = state is not None and state["tab"] == name and state.get("index") == cell
+        if (there and state is not None and state.get("inView")) or time.monotonic() > deadline:
             return state
         page.wait_for_timeout(200)  # polling interval, not an assertion
 
@@ -78,8 +80,8 @@ def _failed_link(output: Locator) -> Locator:
     return output.locator('svg[id^="magnus-dag-"] a[data-magnus-cell]')
 
 
-def test_a_failed_node_opens_its_notebook_at_the_failing_cell(lab: Lab, page: Page, artifacts: Path) -> None:
-    folder = lab.root / FOLDER
+def _pipeline(folder: Path, run: bool) -> None:
+    """Two branches, ``bad`` raising in its notebook's third code cell, below two long outputs."""
     folder.mkdir(exist_ok=True)
     long_output = "for i in range(60):\n    print('line', i)"
     _task_notebook(folder / "train_ok.ipynb", ["x = 1", "print(x)"])
@@ -90,8 +92,13 @@ def test_a_failed_node_opens_its_notebook_at_the_failing_cell(lab: Lab, page: Pa
     _write_notebook(folder / "driver.ipynb", [
         "%load_ext magnus_jupyter",
         '%%magnus_parallel "Train"\ngood: train_ok.ipynb\nbad: train_bad.ipynb',
-        "%magnus_run --workers 2",
+        *(["%magnus_run --workers 2"] if run else []),
     ])
+
+
+def test_a_failed_node_opens_its_notebook_at_the_failing_cell(lab: Lab, page: Page, artifacts: Path) -> None:
+    folder = lab.root / FOLDER
+    _pipeline(folder, run=True)
     _open(page, lab, f"{FOLDER}/driver.ipynb", "open-links")
     # the toolbar buttons the extension adds are named for screen readers
     run_button = page.locator('.jp-NotebookPanel-toolbar [data-command="magnus:run-pipeline"]')
@@ -149,3 +156,36 @@ def test_a_failed_node_opens_its_notebook_at_the_failing_cell(lab: Lab, page: Pa
     assert state is not None and state["tab"] == name and state["index"] == cell and state["inView"], \
         f"Enter on the focused link did not open the failing cell: {state}"
     page.screenshot(path=str(artifacts / "lab-open-by-keyboard.png"))
+
+
+def test_a_branch_bar_link_in_the_side_panel_opens_the_failing_cell(lab: Lab, page: Page,
+                                                                      artifacts: Path) -> None:
+    """The toolbar's Run pipeline shows the widget in a panel beside the notebook: its links
+    resolve against that notebook's folder, and the failed branch bar's link opens the cell."""
+    folder = lab.root / f"{FOLDER}_side"
+    _pipeline(folder, run=False)
+    _open(page, lab, f"{folder.name}/driver.ipynb", "open-links-side")
+    _run_all(page)
+    _wait_all_ran(page, 2, RUN)
+    run_button = page.locator('.jp-NotebookPanel-toolbar [data-command="magnus:run-pipeline"]')
+    expect(run_button).to_have_attribute("aria-disabled", "false", timeout=KERNEL_START)
+    run_button.click()
+    panel = page.locator(".jp-magnus-output")
+    link = panel.locator("a[href][data-magnus-cell]")  # the bar's link (the SVG's have xlink:href)
+    expect(link).to_have_count(1, timeout=RUN)
+    expect(link).to_have_text("notebook")
+    path, cell_attr = link.get_attribute("data-magnus-path"), link.get_attribute("data-magnus-cell")
+    assert path is not None and cell_attr is not None
+    cell = int(cell_attr)
+    assert "raise ValueError" in nbformat.read(folder / path, as_version=4).cells[cell].source
+    assert re.fullmatch(r"open output notebook of step Train\.bad\.\S+ \(failed at cell \[\d+\]\)",
+                        link.get_attribute("aria-label") or "")
+    panel.screenshot(path=str(artifacts / "lab-open-side-panel.png"))
+
+    link.click()
+    name = Path(path).name
+    state = _wait_opened(page, name, cell)
+    page.screenshot(path=str(artifacts / "lab-open-from-bar.png"))
+    assert state is not None and state["tab"] == name and state["index"] == cell and state["inView"], \
+        f"the bar's link did not open the failing cell: {state}"
+    assert "raise ValueError" in state["source"]
