@@ -187,8 +187,8 @@ class Picture:
         label = f"open {what} of step {internal}"
         attrs = [f'data-magnus-path="{html.escape(relative(path, self.link_base))}"',
                  f'data-magnus-kind="{kind}"']
-        if kind == "notebook" and snap.state(internal) == FAILED:
-            cell = self.failed_cells(path)
+        if snap.state(internal) == FAILED:
+            cell = self.failed_cells(path) if kind == "notebook" else None
             if cell is not None:
                 attrs.append(f'data-magnus-cell="{cell.index}"')
                 label += f" (failed at {cell.label()})"

@@ -134,7 +134,7 @@ def test_branch_bar_links_carry_the_same_attributes(failed_run: tuple[DagWidget,
     for key in ("data-magnus-path", "data-magnus-cell", "aria-label"):
         assert bad["notebook"][key] == svg[key]
     assert "data-magnus-cell" not in bad["log"]
-    assert bad["log"]["aria-label"] == "open log of step Train.bad.train_bad"
+    assert bad["log"]["aria-label"] == "open log of step Train.bad.train_bad (failed)"
     assert (work / bad["log"]["data-magnus-path"]).is_file()
     good = _html_links(texts["Train.good"])
     assert good and all("data-magnus-cell" not in link for link in good)
@@ -189,3 +189,21 @@ def test_the_cache_rereads_only_a_changed_file(tmp_path: Path) -> None:
     assert cells.reads == 2
     assert cells(str(tmp_path / "gone.ipynb")) is None and cells.reads == 2
     assert FailedCell(1, 7).label() == "cell [7]" and FailedCell(4).label() == "cell number 5"
+
+
+def test_a_failed_shell_task_links_its_log_without_a_cell(tmp_path: Path) -> None:
+    pipeline = load_yaml("""
+dag:
+  start_at: broken
+  steps:
+    broken: {type: task, command_type: shell, command: "echo '<oops>'; exit 3", next: success}
+    success: {type: success}
+    fail: {type: fail}
+""")
+    widget = DagWidget(pipeline, link_base=tmp_path)
+    assert run_pipeline(pipeline, cwd=tmp_path, workers=1, subscribers=[widget.status]).status == "FAIL"
+    attrs = _anchors(widget.last_svg)[widget.picture._ids["broken"]]
+    assert attrs["data-magnus-kind"] == "log" and "data-magnus-cell" not in attrs
+    assert attrs["aria-label"] == "open log of step broken (failed)"
+    assert "<oops>" in (tmp_path / attrs["data-magnus-path"]).read_text()
+    assert widget.picture.failed_cells.reads == 0  # a log is never parsed as a notebook
