@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,20 @@ def installed(lab: Lab) -> dict[str, Any]:
                     f"(Lab loads only {names}): run `make test`, which builds and installs it, "
                     "or `labextension/build.sh` and `jupyter labextension develop --overwrite .`")
     return dict(entries[0])
+
+
+@pytest.fixture
+def own_kernels(lab: Lab) -> Iterator[list[str]]:
+    """Notebook paths whose kernels are shut down after the test, so later tests share fewer cores."""
+    paths: list[str] = []
+    yield paths
+    sessions = lab.api("/api/sessions")
+    assert isinstance(sessions, list)
+    for session in sessions:
+        if session.get("path") in paths:
+            request = urllib.request.Request(f"{lab.url}/api/sessions/{session['id']}", method="DELETE",
+                                             headers={"Authorization": f"token {lab.token}"})
+            urllib.request.urlopen(request, timeout=30).close()
 
 
 def _wait_app(page: Page) -> None:
@@ -229,9 +244,10 @@ def _marks(lines: list[dict[str, Any]]) -> list[list[tuple[str, str]]]:
     return [[(kind, text) for kind, text in line["runs"]] for line in lines]
 
 
-def test_magnus_cells_are_highlighted(lab: Lab, page: Page, artifacts: Path) -> None:
+def test_magnus_cells_are_highlighted(lab: Lab, page: Page, artifacts: Path, own_kernels: list[str]) -> None:
     """Branch lines and YAML bodies get magnus marks; a %%magnus_step body keeps Python's colours."""
     _write_notebook(lab.root / "ext_highlight.ipynb", [BRANCHES_CELL, YAML_CELL, MAP_CELL, STEP_CELL, ""])
+    own_kernels.append("ext_highlight.ipynb")
     _open(page, lab, "ext_highlight.ipynb", "ext-highlight")
     cells = page.locator(".jp-NotebookPanel .jp-CodeCell")
     expect(cells).to_have_count(5)
@@ -299,12 +315,13 @@ def _run_from_palette(page: Page, query: str, command: str) -> None:
     page.keyboard.press("Enter")
 
 
-def test_commands_run_export_the_demo(lab: Lab, page: Page, artifacts: Path) -> None:
+def test_commands_run_export_the_demo(lab: Lab, page: Page, artifacts: Path, own_kernels: list[str]) -> None:
     """Disabled with the reason until %load_ext; then the palette exports the YAML and runs the demo."""
     sources = _declaring_cells()
     assert sources[0].strip() == "%load_ext magnus_jupyter", f"the demo's first code cell: {sources[0]!r}"
     _write_notebook(lab.root / "notebooks" / "ext_commands.ipynb", sources)
     page.set_viewport_size({"width": 1600, "height": 1400})
+    own_kernels.append("notebooks/ext_commands.ipynb")
     _open(page, lab, "notebooks/ext_commands.ipynb", "ext-commands")
 
     toolbar = page.locator(".jp-NotebookPanel-toolbar")
