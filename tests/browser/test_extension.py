@@ -45,6 +45,7 @@ PLUGIN = f"{EXTENSION}:plugin"
 RUN, SHOW, EXPORT = "magnus:run-pipeline", "magnus:show-pipeline", "magnus:export-yaml"
 LABELS = {RUN: "Run pipeline", SHOW: "Show pipeline", EXPORT: "Export pipeline YAML…"}
 NOT_LOADED = "%load_ext magnus_jupyter"  # the disabled commands' tooltip names the cure
+NO_NOTEBOOK = "Open a notebook to use magnus pipelines"
 EXPORT_WRITTEN = 60_000  # ms for %magnus_yaml PATH to write the file once the dialog is accepted
 
 
@@ -85,8 +86,8 @@ def installed(lab: Lab) -> dict[str, Any]:
     if not entries:
         names = sorted(entry.get("name", "?") for entry in federated)
         pytest.fail(f"the JupyterLab extension {EXTENSION} is not installed in this environment "
-                    f"(Lab loads only {names}): run `make test`, which builds and installs it, "
-                    "or `labextension/build.sh` and `jupyter labextension develop --overwrite .`")
+                    f"(Lab loads only {names}): run `make test` (or `make setup`), which builds it "
+                    "and installs it with the Python package")
     return dict(entries[0])
 
 
@@ -140,8 +141,12 @@ def test_extension_is_active(lab: Lab, installed: dict[str, Any], page: Page, ar
     content = _palette(page, "magnus")
     header = content.locator(".lm-CommandPalette-header", has_text=re.compile("^magnus$", re.I))
     expect(header).to_have_count(1)  # the commands' category
-    for command, label in LABELS.items():
-        expect(_palette_item(page, command).locator(".lm-CommandPalette-itemLabel")).to_have_text(label)
+    for command, label in LABELS.items():  # no notebook open: listed, disabled, saying why
+        item = _palette_item(page, command)
+        expect(item).to_be_visible()
+        expect(item.locator(".lm-CommandPalette-itemLabel")).to_have_text(label)
+        expect(item).to_have_class(re.compile(r"\blm-mod-disabled\b"))
+        expect(item.locator(".lm-CommandPalette-itemCaption")).to_have_text(NO_NOTEBOOK)
     page.screenshot(path=str(artifacts / "lab-extension-palette.png"))
 
 
