@@ -487,10 +487,25 @@ def _adopt(workers: int, warm: bool) -> _Starting | None:
     return None
 
 
+class _KilledOnPurpose(logging.Filter):
+    """Drops distributed's INFO record, with its traceback, that a comm to a worker closed: ours are
+    killed on purpose when their cluster closes, and by then the cluster's silenced logs are restored,
+    so the line (and ``CommClosedError``) would end a successful command's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO
+
+
+_quiet_close = _KilledOnPurpose()
+
+
 def _close_local(cluster: Any) -> None:
     """Stop a LocalCluster we started, without its graceful worker shutdown (~0.3 s): nothing of ours
     is left on the workers by now, so their processes are killed first (their slot workers, kernels
     and tasks follow through their lifelines), then the nannies and scheduler close at once."""
+    batched = logging.getLogger("distributed.batched")
+    if _quiet_close not in batched.filters:
+        batched.addFilter(_quiet_close)
     for nanny in list(getattr(cluster, "workers", {}).values()):
         process = getattr(getattr(nanny, "process", None), "process", None)
         pid = getattr(process, "pid", None)
