@@ -149,8 +149,8 @@ _exit_freeze = False
 def _freeze_at_exit() -> None:
     """Registered before the run imports dask (so it runs after every atexit handler registered since):
     at exit, move what is left to the collector's permanent generation. The process is ending and the
-    memory goes with it; the interpreter's collection passes over a loaded ``distributed`` took ~0.3 s
-    of a command's wall time, after its summary was printed."""
+    memory goes with it; the interpreter's collection passes over a loaded ``distributed`` took
+    0.15-0.35 s of the dask command's wall time, after its summary was printed."""
     global _exit_freeze
     if not _exit_freeze:
         _exit_freeze = True
