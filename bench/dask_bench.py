@@ -3,7 +3,8 @@
 Two views, each the median of ``--repeat`` runs in fresh folders (own Jupyter/IPython dirs):
 
 - whole command: ``magnus-jupyter run notebooks/pipeline.yaml --workers 2`` with and
-  without ``--executor dask`` (interpreter, pool or cluster start-up included);
+  without ``--executor dask`` (interpreter, pool or cluster start-up and exit included),
+  the two alternated;
 - steady state: one process holds a warm ``TaskSlots(2)`` and a ``DaskSlots(2)``
   (cluster up, workers' kernels warm after a first run) and times ``run_pipeline`` alone.
 
@@ -101,8 +102,10 @@ def main() -> None:
         env = dict(os.environ)
         print(f"demo pipeline (6 notebooks, 2 parallel branches), {os.cpu_count()} CPUs, "
               f"median of {args.repeat}\n")
-        cli = {name: [whole_command(base, name, i, env) for i in range(args.repeat)]
-               for name in ("local", "dask")}
+        cli: dict[str, list[float]] = {"local": [], "dask": []}
+        for i in range(args.repeat):  # alternated, so the machine's other work weighs on both alike
+            for name in cli:
+                cli[name].append(whole_command(base, name, i, env))
         ok = report("whole command (start-up included)", cli)
         print()
         ok = report("steady state (pool / cluster already up)", steady(base, args.repeat)) and ok
