@@ -339,12 +339,16 @@ def test_magnus_run_in_a_notebook_uses_the_named_scheduler(tmp_path: Path, dask_
         session().reset()
 
 
+_SHARED = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+
+
 def _descendants() -> set[int]:
-    """This process's descendants but multiprocessing's resource tracker, which all our pools share."""
+    """This process's descendants but multiprocessing's resource tracker and forkserver, which all our
+    pools and clusters share (the last one closed stops them: see the test after this one)."""
     found = set()
     for proc in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.NoSuchProcess):
-            if "resource_tracker" not in " ".join(proc.cmdline()):
+            if not any(shared in " ".join(proc.cmdline()) for shared in _SHARED):
                 found.add(proc.pid)
     return found
 
@@ -371,6 +375,30 @@ def test_a_prepared_cluster_is_adopted_and_a_spare_one_closes(tmp_path: Path, co
     finally:
         slots.close()
     _wait_gone(ours, "the adopted cluster's processes end")
+
+
+def test_the_last_cluster_closed_stops_the_forkserver_and_tracker_it_started() -> None:
+    """In a process of its own (this one's helpers are shared with other tests): a LocalCluster and a
+    local pool, closed in either order, leave no child process at all."""
+    script = """if 1:
+        import psutil
+        from magnus_jupyter.executor.dask_slots import DaskSlots
+        from magnus_jupyter.executor.slots import TaskSlots
+
+        def children():
+            return sorted(" ".join(p.cmdline()) for p in psutil.Process().children(recursive=True))
+
+        for order in ("dask first", "local first"):
+            dask, local = DaskSlots(1, warm_kernels=False), TaskSlots(1, warm_kernels=False)
+            assert any("forkserver" in c for c in children()), children()
+            for pool in (dask, local) if order == "dask first" else (local, dask):
+                pool.close()
+            psutil.wait_procs(psutil.Process().children(recursive=True), timeout=30)
+            print(order, children())
+    """
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines() == ["dask first []", "local first []"]
 
 
 @pytest.mark.parametrize("stub", [False, True])
