@@ -345,8 +345,9 @@ class DaskSlots:
         self.close_cluster()
 
     def close_cluster(self) -> None:
-        """Stop our LocalCluster, and multiprocessing's resource tracker if the cluster started it,
-        so a closed pool leaves no process behind (as ``TaskSlots.close`` does)."""
+        """Stop our LocalCluster, and multiprocessing's forkserver and resource tracker if ours started
+        them and no pool still uses them, so a closed pool leaves no process behind (as
+        ``TaskSlots.close`` does)."""
         if self._cluster is not None:
             _close_local(self._cluster)
             self._cluster = None
