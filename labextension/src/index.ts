@@ -164,7 +164,8 @@ function activate(
       widget = created;
     }
     if (!widget.isAttached) {
-      app.shell.add(widget, 'main', { mode: 'split-right', ref: panel.id });
+      // Beside the notebook, without taking focus: the keyboard and the Kernel menu stay with it.
+      app.shell.add(widget, 'main', { mode: 'split-right', ref: panel.id, activate: false });
     }
     return widget.content;
   };

@@ -381,8 +381,10 @@ def test_commands_run_export_the_demo(lab: Lab, page: Page, artifacts: Path, own
     assert _done(state, expected, fails), f"the DAG did not end all green with full bars: {state}"
     expect(output).to_contain_text(re.compile(r"\bSUCCESS\b"), timeout=DEMO_RUN)
 
+    # The panel opened beside the notebook without taking focus: the Kernel menu is the notebook's.
+    expect(page.get_by_role("tab", name="ext_commands.ipynb", exact=True)).to_have_class(
+        re.compile(r"\bjp-mod-current\b"))
     # A restarted kernel has no magnus_jupyter loaded: the commands are disabled again.
-    page.get_by_role("tab", name="ext_commands.ipynb", exact=True).click()
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Kernel$")).click()
     page.locator(".lm-Menu").get_by_role("menuitem", name=re.compile(r"^Restart Kernel…")).click()
     page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept").click()
