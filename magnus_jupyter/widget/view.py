@@ -105,6 +105,9 @@ class DagWidget:
             bar.max = max(lane.total, 1)
             bar.value = min(value, bar.max)
             bar.bar_style = _BAR_STYLE.get(lane.state, "")
+            # the bar's title is what a screen reader (and a hover) says about it
+            bar.tooltip = (f"{lane.label if lane.prefix else 'pipeline'}: {lane.done} of {lane.total} "
+                           f"steps done, {lane.state}")
             name = html.escape(lane.label if lane.prefix else "pipeline")
             label.value = f'<span title="{name}" style="font-size:12px">{name}</span>'
             text.value = f'<span style="font-size:12px">{lane.done}/{lane.total} steps{detail}</span>'

@@ -110,6 +110,7 @@ def test_real_run_ends_all_success_with_map_branches_and_links(tmp_path: Path) -
     for row in widget.bars.children:
         bar = row.children[1]
         assert bar.value == bar.max and bar.bar_style == "success"
+        assert re.fullmatch(r".+: (\d+) of \1 steps done, success", bar.tooltip), bar.tooltip
     assert all(lane.done == lane.total for lane in lanes.values())
     # every task links to its log, relative to the notebook's folder, and the file is there
     links = re.findall(r'xlink:href="([^"]+)"', widget.last_svg)
