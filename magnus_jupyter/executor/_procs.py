@@ -7,17 +7,66 @@ worker would cost its imports each time and run any unguarded code in it (a
 benchmark script, a user's script without ``if __name__ == "__main__"``). So
 this Popen sends the preparation data without the main-module entries; the
 rest is the standard library's ``popen_forkserver.Popen._launch``.
+
+Besides multiprocessing's own forkserver (one per process, started on first
+use), ``start_forkserver`` starts another that a different process uses
+through ``use_forkserver(address)``: the Dask workers of our LocalCluster fork
+their task slots from one the client started with papermill preloaded, instead
+of each starting a forkserver and importing papermill on the way to a first task.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from multiprocessing import forkserver, popen_forkserver, process, spawn, util
+import socket
+from multiprocessing import forkserver, popen_forkserver, process, resource_tracker, spawn, util
 from multiprocessing.context import reduction, set_spawning_popen
 from typing import Any
 
 _MAIN_KEYS = ("init_main_from_name", "init_main_from_path")
+_server: tuple[str, int] | None = None  # another process's forkserver: (address, fd sent as "alive")
+
+
+def start_forkserver(preload: list[str]) -> tuple[forkserver.ForkServer, str]:
+    """A forkserver besides multiprocessing's, started now (it imports ``preload`` meanwhile), and its
+    address. Only this process holds its "alive" pipe (its users send /dev/null instead), so
+    ``server._stop()`` ends it at once, whoever it forked."""
+    server = forkserver.ForkServer()
+    server.set_forkserver_preload(preload)
+    server.ensure_running()
+    return server, str(server._forkserver_address)
+
+
+def use_forkserver(address: str) -> None:
+    """Fork this process's ``WorkerProcess``es from the forkserver another process started at
+    ``address`` (which the standard library cannot: it only knows forkservers it started)."""
+    global _server
+    if _server is None or _server[0] != address:
+        _server = (address, os.open(os.devnull, os.O_RDONLY))
+
+
+def _connect(fds: list[int]) -> tuple[int, int]:
+    """``forkserver.connect_to_new_process``, or the same request to the forkserver at ``_server``."""
+    if _server is None:
+        return forkserver.connect_to_new_process(fds)
+    address, alive = _server
+    if len(fds) + 4 >= forkserver.MAXFDS_TO_SEND:
+        raise ValueError("too many fds")
+    with socket.socket(socket.AF_UNIX) as client:
+        client.connect(address)
+        parent_r, child_w = os.pipe()
+        child_r, parent_w = os.pipe()
+        try:
+            reduction.sendfds(client, [child_r, child_w, alive, resource_tracker.getfd(), *fds])
+        except BaseException:
+            os.close(parent_r)
+            os.close(parent_w)
+            raise
+        finally:
+            os.close(child_r)
+            os.close(child_w)
+    return parent_r, parent_w
 
 
 class _Popen(popen_forkserver.Popen):
@@ -32,7 +81,7 @@ class _Popen(popen_forkserver.Popen):
             reduction.dump(process_obj, buf)
         finally:
             set_spawning_popen(None)
-        self.sentinel, w = forkserver.connect_to_new_process(self._fds)
+        self.sentinel, w = _connect(self._fds)
         _parent_w = os.dup(w)
         self.finalizer = util.Finalize(self, util.close_fds, (_parent_w, self.sentinel))
         with open(w, "wb", closefd=True) as f:

@@ -16,6 +16,9 @@ folder travels with the task and what the task changed comes back.
   per Dask worker, kept warm): the same runner, kernels, timeouts and cleanup
   as locally. Executed notebook and log text come back to the catalog paths
   the engine named in the spec; returned parameters are in the ``TaskResult``.
+  On the LocalCluster we start, those slots are forked by a forkserver this
+  process started with papermill imported, and a task goes to the idle worker
+  whose kernel is most likely warm, as the local pool chooses a slot.
 - A worker that dies mid-task is a ``FAIL`` naming it: the LocalCluster we
   start allows no task re-runs (``allowed-failures: 0``), so Dask raises
   ``KilledWorker`` at once; the engine's ``max_attempts`` decides about retries.
@@ -36,6 +39,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Callable
@@ -55,6 +59,8 @@ _MAX_FILE = 256 << 20  # bytes: larger files do not travel (a data lake belongs 
 _OUT = ".magnus-out"  # on the worker: executed notebook and log; hidden, so never taken for a task output
 _PROGRESS_TOPIC = "magnus-jupyter-progress"
 _RELEASED = ("cancelled", "released", "forgotten")
+_FORKSERVER_ENV = "MAGNUS_JUPYTER_FORKSERVER"  # in our LocalCluster's workers: their slots' forkserver
+_SERVER_EXIT = "magnus_jupyter.executor._server_exit"
 
 
 def _scan(root: str) -> dict[str, tuple[int, int]]:
@@ -107,6 +113,7 @@ def _worker_pool(warm: bool, worker: Any = None) -> Any:
             # Dask starts workers as daemonic processes, which multiprocessing forbids to have children;
             # our slot processes hold a lifeline to this one and die with it, which is what daemon buys.
             multiprocessing.current_process()._config.pop("daemon", None)  # type: ignore[attr-defined]
+            _fork_from_our_forkserver()
             if worker is None:
                 from distributed import get_worker
 
@@ -119,6 +126,18 @@ def _worker_pool(warm: bool, worker: Any = None) -> Any:
 
             _pool = TaskSlots(max(1, int(worker.state.nthreads)), on_progress=progress, warm_kernels=warm)
         return _pool
+
+
+def _fork_from_our_forkserver() -> None:
+    """In a worker of our LocalCluster, the pool's processes are forked by the forkserver the client
+    started for them with papermill imported (``_Starting``), not by one this worker would start now,
+    importing papermill on the way to its first task (~0.25 s of the demo's wall time). Anywhere else
+    (a remote scheduler's workers) the pool starts a forkserver of its own, as locally."""
+    from . import _procs
+
+    address = os.environ.get(_FORKSERVER_ENV)
+    if address and os.path.exists(address):
+        _procs.use_forkserver(address)
 
 
 def prestart(warm: bool, dask_worker: Any = None) -> None:
@@ -241,13 +260,14 @@ class _Workspace:
 
 
 class _Job:
-    __slots__ = ("spec", "future", "remote")
+    __slots__ = ("spec", "future", "remote", "worker")
 
     def __init__(self, spec: TaskSpec) -> None:
         self.spec = spec
         self.future: Future[TaskResult] = Future()
         self.future.set_running_or_notify_cancel()
         self.remote: Any = None
+        self.worker = ""  # the worker we placed it on ("" : Dask's choice)
 
 
 class DaskSlots:
@@ -265,11 +285,15 @@ class DaskSlots:
         self._jobs: dict[str, _Job] = {}
         self._closed = False
         self._cluster: Any = None
+        self._server: Any = None  # the forkserver of our LocalCluster's task slots
         self._token = uuid.uuid4().hex  # tags this pool's cell-progress events on the cluster
+        self._busy: dict[str, int] = {}  # our LocalCluster's worker address -> our tasks placed there
+        self._since: dict[str, float] = {}  # worker address -> when its last notebook ended (kernel warming)
         try:
             if scheduler is None:
                 starting = _adopt(workers, warm_kernels) or _Starting(workers, warm_kernels)
                 self._cluster, self.client = starting.result()
+                self._server = starting.server
             else:
                 from distributed import Client
 
@@ -305,15 +329,20 @@ class DaskSlots:
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot submit a task to a closed DaskSlots")
+        where = ""
         try:
             files, digests = self._workspace.snapshot(spec.cwd)
             key = f"magnus-task-{uuid.uuid4().hex}"
+            where = self._place(spec)
+            placed = {"workers": [where], "allow_other_workers": True} if where else {}
             job.remote = self.client.submit(run_remote, spec, files, digests, self._warm, self._token,
-                                            key=key, pure=False, retries=0)
+                                            key=key, pure=False, retries=0, **placed)
         except Exception as exc:
+            self._unplace(where, spec)
             job.future.set_result(_fail(spec, f"the task cannot be sent to the Dask cluster: "
                                               f"{type(exc).__name__}: {exc}"))
             return job.future
+        job.worker = where
         with self._lock:
             self._jobs[key] = job
         job.remote.add_done_callback(lambda _: self._finish(key))
@@ -349,8 +378,8 @@ class DaskSlots:
         them and no pool still uses them, so a closed pool leaves no process behind (as
         ``TaskSlots.close`` does)."""
         if self._cluster is not None:
-            _close_local(self._cluster)
-            self._cluster = None
+            _close_local(self._cluster, self._server)
+            self._cluster = self._server = None
 
     def __enter__(self) -> DaskSlots:
         return self
@@ -360,10 +389,42 @@ class DaskSlots:
 
     # ------------------------------------------------------------ results
 
+    def _place(self, spec: TaskSpec) -> str:
+        """On our LocalCluster, the worker a task goes to, as the local pool picks a slot: a notebook to
+        an idle worker whose kernel has been warming longest (most likely ready), another task to the one
+        warming least; "" (Dask's choice) on a remote cluster or when no worker of ours is idle. Dask
+        alone may give the next notebook to the worker that just finished one, its kernel still booting,
+        while the other's kernel waits ready (~0.2 s per such step of the demo)."""
+        if self._cluster is None:
+            return ""
+        try:
+            workers = [n.worker_address for n in list(self._cluster.workers.values()) if n.worker_address]
+        except Exception:
+            return ""
+        with self._lock:
+            idle = [w for w in workers if not self._busy.get(w)]
+            if not idle:
+                return ""
+            pick = min if spec.kind == "notebook" else max
+            where = pick(idle, key=lambda w: self._since.get(w, 0.0))
+            self._busy[where] = 1
+        return str(where)
+
+    def _unplace(self, where: str, spec: TaskSpec) -> None:
+        if not where:
+            return
+        with self._lock:
+            self._busy[where] = 0
+            if spec.kind == "notebook":
+                self._since[where] = time.monotonic()
+
     def _finish(self, key: str) -> None:
         with self._lock:
             job = self._jobs.pop(key, None)
-        if job is None or job.future.done():
+        if job is None:
+            return
+        self._unplace(job.worker, job.spec)
+        if job.future.done():
             return
         try:
             outcome: _Outcome = job.remote.result()
@@ -415,6 +476,7 @@ class _Starting:
         self._lock = threading.Lock()
         self._adopted = False
         self._value: tuple[Any, Any] | None = None
+        self.server: Any = None  # the forkserver our workers fork their task slots from
         self._error: BaseException | None = None
         threading.Thread(target=self._start, name="magnus-dask-start", daemon=True).start()
 
@@ -422,6 +484,11 @@ class _Starting:
         try:
             _start_forkserver()
             try:
+                from . import _procs, slots
+
+                # the slots' forkserver imports papermill on the other core while the first imports
+                # distributed and this process too; on one, papermill would delay the Dask workers
+                self.server, address = _procs.start_forkserver([*slots._PRELOAD, _SERVER_EXIT])
                 import dask
                 from distributed import Client, LocalCluster
 
@@ -433,15 +500,15 @@ class _Starting:
                     warnings.filterwarnings("ignore", message="Port .* is already in use")
                     cluster = LocalCluster(n_workers=self.workers, processes=True, threads_per_worker=1,
                                            host="127.0.0.1", dashboard_address=None, memory_limit=0,
-                                           silence_logs=logging.ERROR,
+                                           silence_logs=logging.ERROR, env={_FORKSERVER_ENV: address},
                                            preload=[__name__] if self.warm else [])
             except BaseException:
-                _close_local(None)  # releases the forkserver
+                _close_local(None, self.server)  # releases the forkservers
                 raise
             try:
                 client = Client(cluster, set_as_default=False)
             except BaseException:
-                _close_local(cluster)
+                _close_local(cluster, self.server)
                 raise
             self._value = (cluster, client)
         except BaseException as exc:
@@ -473,7 +540,7 @@ class _Starting:
             cluster, client = self._value
             with contextlib.suppress(Exception):
                 client.close()
-            _close_local(cluster)
+            _close_local(cluster, self.server)
 
 
 _prepared_lock = threading.Lock()
@@ -502,10 +569,11 @@ class _KilledOnPurpose(logging.Filter):
 _quiet_close = _KilledOnPurpose()
 
 
-def _close_local(cluster: Any) -> None:
+def _close_local(cluster: Any, server: Any) -> None:
     """Stop a LocalCluster we started, without its graceful worker shutdown (~0.3 s): nothing of ours
     is left on the workers by now, so their processes are killed first (their slot workers, kernels
-    and tasks follow through their lifelines), then the nannies and scheduler close at once."""
+    and tasks follow through their lifelines), then the nannies and scheduler close at once, then the
+    slots' forkserver and (if no local pool uses them) multiprocessing's forkserver and tracker."""
     batched = logging.getLogger("distributed.batched")
     if _quiet_close not in batched.filters:
         batched.addFilter(_quiet_close)
@@ -517,6 +585,9 @@ def _close_local(cluster: Any) -> None:
                 os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(Exception):
         cluster.close()
+    if server is not None:
+        with contextlib.suppress(Exception):
+            server._stop()
     from . import slots
 
     slots._release_forkserver()
@@ -535,7 +606,7 @@ def _start_forkserver() -> None:
 
     slots._hold_forkserver()
     try:
-        multiprocessing.get_context("forkserver").set_forkserver_preload(["distributed"])
+        multiprocessing.get_context("forkserver").set_forkserver_preload(["distributed", _SERVER_EXIT])
         forkserver.ensure_running()
     except BaseException:
         slots._release_forkserver()

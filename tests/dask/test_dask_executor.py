@@ -38,13 +38,22 @@ DEMO = ROOT / "notebooks"
 pytestmark = pytest.mark.slow
 
 
+def _tree(pid: int) -> set[int]:
+    """``pid`` and every process under it."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        return {pid} | {p.pid for p in psutil.Process(pid).children(recursive=True)}
+    return set()
+
+
 def _cluster_processes(slots: DaskSlots) -> set[int]:
-    """The Dask worker processes and everything under them: slot workers, forkservers, kernels, tasks."""
+    """The Dask worker processes and everything under them, and (our LocalCluster) the forkserver their
+    task slots are forked by and everything under it: slot workers, zygotes, kernels, tasks."""
     pids: set[int] = set()
     for pid in slots.client.run(os.getpid).values():
-        pids.add(pid)
-        with contextlib.suppress(psutil.NoSuchProcess):
-            pids.update(p.pid for p in psutil.Process(pid).children(recursive=True))
+        pids |= _tree(pid)
+    server = slots._server
+    if server is not None:
+        pids |= _tree(server._forkserver_pid)
     return pids
 
 
@@ -307,7 +316,8 @@ def test_closing_leaves_no_process_of_the_cluster(tmp_path: Path) -> None:
         total = progress[-1][2]
         assert total >= 3 and progress == [("f", done, total) for done in range(1, total + 1)]
         started = _cluster_processes(slots)
-        assert len(started) >= 4  # a Dask worker, a forkserver, a slot worker, a kernel at least
+        # a Dask worker, the slots' forkserver, a slot worker, its zygote, a kernel at least
+        assert len(started) >= 5
     finally:
         slots.close()
     _wait_gone(started, "every process of the cluster ends")
