@@ -135,7 +135,7 @@ def _fork_from_our_forkserver() -> None:
     (a remote scheduler's workers) the pool starts a forkserver of its own, as locally."""
     from . import _procs
 
-    address = os.environ.get(_FORKSERVER_ENV)
+    address = os.environ.pop(_FORKSERVER_ENV, None)  # the slots' environment is the tasks'
     if address and os.path.exists(address):
         _procs.use_forkserver(address)
 

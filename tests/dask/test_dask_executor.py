@@ -159,6 +159,38 @@ def test_the_demo_on_dask_gives_the_local_parameters(tmp_path: Path, dask_slots:
     assert "ensemble" in json.dumps(executed["cells"])
 
 
+def _notebook(path: Path, source: str) -> None:
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source)]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, path)
+
+
+def test_our_cluster_gives_notebooks_to_the_worker_warming_longest(tmp_path: Path,
+                                                                   dask_slots: DaskSlots) -> None:
+    """As the local pool picks a slot: three notebooks one after another alternate between the two
+    workers (the one that just ran a notebook is booting its next kernel), and their slots come from
+    the forkserver the client started, whose address the tasks' environment does not carry."""
+    steps = []
+    for step, follow in (("a", "b"), ("b", "c"), ("c", "success")):
+        _notebook(tmp_path / f"{step}.ipynb", f"import os\n{step} = os.getppid()\n"
+                                              f"leak_{step} = 'MAGNUS_JUPYTER_FORKSERVER' in os.environ")
+        steps.append(f"    {step}:\n      type: task\n      command_type: notebook\n"
+                     f"      command: {step}.ipynb\n      returns: [{step}, leak_{step}]\n"
+                     f"      next: {follow}\n")
+    (tmp_path / "p.yaml").write_text("dag:\n  start_at: a\n  steps:\n" + "".join(steps)
+                                     + "    success:\n      type: success\n    fail:\n      type: fail\n")
+    result = run_pipeline(load_yaml(tmp_path / "p.yaml"), run_id="placed", cwd=tmp_path, slots=dask_slots)
+    assert result.status == "SUCCESS", result.run_log
+    zygotes = [result.parameters[step] for step in "abc"]  # a kernel's parent: its slot worker's zygote
+    assert zygotes[0] != zygotes[1] and zygotes[2] == zygotes[0]
+    assert not any(result.parameters[f"leak_{step}"] for step in "abc")
+    slot_workers = {psutil.Process(z).ppid() for z in zygotes}
+    assert {psutil.Process(w).ppid() for w in slot_workers} == {dask_slots._server._forkserver_pid}
+
+
 CATALOG = """\
 dag:
   start_at: write
