@@ -472,10 +472,8 @@ class _Engine:
         with self._lock:
             for child in children:
                 scope.children.remove(child)
-        for name, writers in writes.conflicts():
-            self.warn(f"parameter '{name}' was written by parallel branches "
-                      f"{', '.join(repr(w) for w in writers)} of '{internal}'; the last to finish "
-                      f"({writers[-1]!r}) wins")
+        for warning in writes.warnings():
+            self.warn(warning)
         failed = [b["internal_name"] for b in logs if b["status"] != SUCCESS]
         if failed:
             shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")

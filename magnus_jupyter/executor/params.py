@@ -109,10 +109,10 @@ class WriteLog:
         self.writes: dict[str, list[str]] = {}
 
     def conflicts(self) -> list[tuple[str, list[str]]]:
-        """(parameter, branches in the order they wrote it) where two or more branches wrote it."""
+        """(parameter, branches in the order of their last write) where two or more branches wrote it."""
         out = []
         for name, writers in self.writes.items():
-            distinct = list(dict.fromkeys(writers))
+            distinct = list(reversed(dict.fromkeys(reversed(writers))))  # a, b, a: b then a, a won
             if len(distinct) > 1:
                 out.append((name, distinct))
         return out

@@ -172,6 +172,16 @@ def test_the_store_notes_writers_per_fan_out_and_reports_conflicts() -> None:
     assert store.get("x") == 2  # snapshots are copies
 
 
+def test_the_warning_names_the_branch_that_wrote_last() -> None:
+    store, log = P.ParameterStore({}), P.WriteLog("par")
+    for branch, value in (("par.a", 1), ("par.b", 2), ("par.a", 3)):
+        store.merge({"x": value}, [(log, branch)])
+    assert store.get("x") == 3
+    assert log.conflicts() == [("x", ["par.b", "par.a"])]
+    assert log.warnings() == ["parameter 'x' was written by parallel branches 'par.b', 'par.a' of 'par'; "
+                              "the last to finish ('par.a') wins"]
+
+
 # ---- terminal progress -------------------------------------------------------------------------
 
 
