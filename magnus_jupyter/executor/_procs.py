@@ -20,11 +20,15 @@ from __future__ import annotations
 import io
 import os
 import socket
+import sys
 from multiprocessing import forkserver, popen_forkserver, process, resource_tracker, spawn, util
 from multiprocessing.context import reduction, set_spawning_popen
 from typing import Any
 
 _MAIN_KEYS = ("init_main_from_name", "init_main_from_path")
+# ``_connect`` repeats the request of Python 3.11-3.13's forkserver; 3.14 adds an authentication
+# handshake to it, so there each process keeps to forkservers it started itself.
+SHARED_FORKSERVER = sys.version_info < (3, 14)
 _server: tuple[str, int] | None = None  # another process's forkserver: (address, fd sent as "alive")
 
 

@@ -488,7 +488,10 @@ class _Starting:
 
                 # the slots' forkserver imports papermill on the other core while the first imports
                 # distributed and this process too; on one, papermill would delay the Dask workers
-                self.server, address = _procs.start_forkserver([*slots._PRELOAD, _SERVER_EXIT])
+                env = {}
+                if _procs.SHARED_FORKSERVER:
+                    self.server, address = _procs.start_forkserver([*slots._PRELOAD, _SERVER_EXIT])
+                    env[_FORKSERVER_ENV] = address
                 import dask
                 from distributed import Client, LocalCluster
 
@@ -500,7 +503,7 @@ class _Starting:
                     warnings.filterwarnings("ignore", message="Port .* is already in use")
                     cluster = LocalCluster(n_workers=self.workers, processes=True, threads_per_worker=1,
                                            host="127.0.0.1", dashboard_address=None, memory_limit=0,
-                                           silence_logs=logging.ERROR, env={_FORKSERVER_ENV: address},
+                                           silence_logs=logging.ERROR, env=env,
                                            preload=[__name__] if self.warm else [])
             except BaseException:
                 _close_local(None, self.server)  # releases the forkservers
