@@ -8,10 +8,12 @@ import { ICommandPalette, InputDialog, MainAreaWidget, showErrorMessage } from '
 import { EditorExtensionRegistry, IEditorExtensionRegistry } from '@jupyterlab/codemirror';
 import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 import { OutputArea, OutputAreaModel } from '@jupyterlab/outputarea';
+import { ServerConnection } from '@jupyterlab/services';
 import { CommandToolbarButton, downloadIcon, LabIcon, runIcon, treeViewIcon } from '@jupyterlab/ui-components';
 import { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 import { DisposableSet } from '@lumino/disposable';
 
+import { MagnusDrive } from './drive';
 import { magnusHighlight } from './highlight';
 import { exportYamlCode, isMagnusLoaded } from './kernel';
 import { interceptLinks } from './open';
@@ -121,6 +123,9 @@ function activate(
         : EditorExtensionRegistry.createImmutableExtension(magnusHighlight())
   });
 
+  // Run records in hidden folders, read-only through the server extension, for a default server (drive.ts).
+  const contents = app.serviceManager.contents;
+  contents.addDrive(new MagnusDrive(contents.serverSettings, ServerConnection.makeRequest));
   // DAG widget links: open a task's output in a Lab tab, at the failing cell (open.ts).
   interceptLinks(app, tracker, error => void showErrorMessage('Open task output', error as Error));
 

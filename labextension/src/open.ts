@@ -7,12 +7,19 @@
  * focused link do the same. A modifier- or middle-click keeps the browser's own
  * behaviour (the plain `href`), as does a link that cannot be resolved.
  *
+ * Run records live in hidden folders (`.catalog/`, `.run_log_store/`), which a default
+ * Jupyter server's contents API refuses: those open read-only through the "magnus" drive
+ * (drive.ts) unless the server itself serves them (started with allow_hidden), where they
+ * open as any file.
+ *
  * Only type imports from JupyterLab, so the pure parts run in vitest under node.
  */
 import type { JupyterFrontEnd } from '@jupyterlab/application';
 import type { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import type { IDisposable } from '@lumino/disposable';
 import type { Widget } from '@lumino/widgets';
+
+import { DRIVE_NAME, isRecordPath } from './drive';
 
 /** What a magnus link asks for, read from its attributes. */
 export interface IMagnusLink {
@@ -78,15 +85,26 @@ export function resolvePath(notebookPath: string, relative: string): string | nu
 }
 
 /**
- * Why a link's file did not open, in words: the server refuses hidden paths (runs keep
- * their executed notebooks in `.catalog/`) unless started with allow_hidden.
+ * Where Lab opens the server path `path`: a run record the server's own contents API does
+ * not serve goes through the read-only magnus drive; anything else opens as it is.
+ */
+export function openPath(path: string, serverServes: boolean): string {
+  return isRecordPath(path) && !serverServes ? `${DRIVE_NAME}:${path}` : path;
+}
+
+/**
+ * Why a link's file did not open, in words. A run record is served by magnus_jupyter's
+ * server extension (server.py); any other hidden path only by a server started with allow_hidden.
  */
 export function openFailure(path: string, error: unknown): string {
-  const reason = error instanceof Error ? error.message : String(error);
+  const reason = (error instanceof Error ? error.message : String(error)).replace(/\.$/, '');
   const hidden = path.split('/').some(part => part.startsWith('.'));
-  const hint = hidden
-    ? ' It is in a hidden folder: start Jupyter with --ContentsManager.allow_hidden=True to open it in Lab.'
-    : '';
+  const hint = isRecordPath(path)
+    ? ' Run records open through the magnus_jupyter server extension: check that' +
+      ' `jupyter server extension list` shows magnus_jupyter enabled, then restart Jupyter.'
+    : hidden
+      ? ' It is in a hidden folder: start Jupyter with --ContentsManager.allow_hidden=True to open it in Lab.'
+      : '';
   return `Cannot open ${path}: ${reason}.${hint}`;
 }
 
@@ -146,15 +164,29 @@ function isOpen(app: JupyterFrontEnd, path: string): boolean {
   return false;
 }
 
+/** Whether the server's own contents API serves `path` (a record in a hidden folder: only with allow_hidden). */
+async function serverServes(app: JupyterFrontEnd, path: string): Promise<boolean> {
+  if (!isRecordPath(path)) {
+    return true;
+  }
+  try {
+    await app.serviceManager.contents.get(path, { content: false });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Open the file in a Lab tab; a notebook at the failing cell, active and scrolled into view. */
-export async function openLink(app: JupyterFrontEnd, link: IMagnusLink, path: string): Promise<void> {
+export async function openLink(app: JupyterFrontEnd, link: IMagnusLink, serverPath: string): Promise<void> {
+  const path = openPath(serverPath, await serverServes(app, serverPath));
   const wasOpen = isOpen(app, path);
   let widget: unknown;
   try {
     // a record of what ran, opened to read: no kernel (it would also mark the file changed)
     widget = await app.commands.execute('docmanager:open', { path, kernelPreference: { shouldStart: false } });
   } catch (error) {
-    throw new Error(openFailure(path, error));
+    throw new Error(openFailure(serverPath, error));
   }
   if (!isNotebookPanel(widget)) {
     return; // a log (or any other file) just opens

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { isActivationKey, isPlainClick, openFailure, parseLink, resolvePath } from '../src/open';
+import { isActivationKey, isPlainClick, openFailure, openPath, parseLink, resolvePath } from '../src/open';
 
 /** Attributes as the DOM hands them over (HTML entities already decoded). */
 const attrs = (values: Record<string, string>) => ({
@@ -87,9 +87,29 @@ describe('why a file did not open', () => {
     expect(openFailure('out/a.ipynb', new Error('Not Found'))).toBe('Cannot open out/a.ipynb: Not Found.');
   });
 
-  it('tells how to open a file in a hidden folder', () => {
+  it('points a run record that did not open at the server extension, not at allow_hidden', () => {
     const message = openFailure('nb/.catalog/run/a_out.ipynb', 'Forbidden');
     expect(message).toContain('Cannot open nb/.catalog/run/a_out.ipynb: Forbidden.');
+    expect(message).toContain('jupyter server extension list');
+    expect(message).not.toContain('allow_hidden');
+  });
+
+  it('tells how to open a file in another hidden folder', () => {
+    const message = openFailure('nb/.secret/a.ipynb', 'Not Found');
+    expect(message).toContain('Cannot open nb/.secret/a.ipynb: Not Found.');
     expect(message).toContain('--ContentsManager.allow_hidden=True');
+  });
+});
+
+describe('where a link opens', () => {
+  it('opens a run record through the magnus drive when the server does not serve it', () => {
+    expect(openPath('nb/.catalog/run-1/a_out.ipynb', false)).toBe('magnus:nb/.catalog/run-1/a_out.ipynb');
+    expect(openPath('.run_log_store/run-1.json', false)).toBe('magnus:.run_log_store/run-1.json');
+  });
+
+  it('keeps the plain path when the server serves hidden files, and for anything not a record', () => {
+    expect(openPath('nb/.catalog/run-1/a_out.ipynb', true)).toBe('nb/.catalog/run-1/a_out.ipynb');
+    expect(openPath('nb/out/a_out.ipynb', false)).toBe('nb/out/a_out.ipynb');
+    expect(openPath('nb/.secret/a.ipynb', false)).toBe('nb/.secret/a.ipynb');
   });
 });
