@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,20 +147,21 @@ def _cmd(proc: psutil.Process) -> str:
         return "?"
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory, _jupyter_dirs: None) -> Iterator[Lab]:
+@contextmanager
+def _running_lab(tmp_path_factory: pytest.TempPathFactory, name: str, allow_hidden: bool) -> Iterator[Lab]:
     """A real JupyterLab on 127.0.0.1 over a temp copy of notebooks/, stopped with all its kernels."""
-    work = tmp_path_factory.mktemp("lab-root")
+    work = tmp_path_factory.mktemp(name)
     shutil.copytree(NOTEBOOKS, work / "notebooks", ignore=shutil.ignore_patterns(
         ".ipynb_checkpoints", ".run_log_store", ".catalog", "__pycache__"))
     settings = Path(os.environ["JUPYTER_CONFIG_DIR"]) / "lab" / "user-settings"
-    for name, values in _LAB_SETTINGS.items():
-        path = settings / name
+    for setting, values in _LAB_SETTINGS.items():
+        path = settings / setting
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(values), encoding="utf-8")
     port, token = _free_port(), secrets.token_hex(16)
     ARTIFACTS.mkdir(exist_ok=True)
-    log = ARTIFACTS / "jupyterlab.log"  # kept after the run: the first place to look when a test fails
+    # kept after the run: the first place to look when a test fails
+    log = ARTIFACTS / ("jupyterlab.log" if name == "lab-root" else f"jupyterlab-{name}.log")
     env = dict(os.environ)  # carries JUPYTER_*_DIR and IPYTHONDIR from tests/conftest.py
     env["PYTHONUNBUFFERED"] = "1"
     command = [
@@ -169,8 +170,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory, _jupyter_dirs: None) -> Iterat
         # window.jupyterapp: the browser tests ask Lab itself which plugins and commands it has.
         "--LabApp.expose_app_in_browser=True",
         f"--ServerApp.root_dir={work}", "--LabApp.news_url=", "--ServerApp.open_browser=False",
-        # runs keep executed notebooks in .catalog/: the DAG widget's links must open them
-        "--ContentsManager.allow_hidden=True",
+        # runs keep executed notebooks in .catalog/: with this the server's own contents API opens
+        # them; without it (a default server) the magnus_jupyter server extension does
+        *(["--ContentsManager.allow_hidden=True"] if allow_hidden else []),
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -184,6 +186,20 @@ def lab(tmp_path_factory: pytest.TempPathFactory, _jupyter_dirs: None) -> Iterat
     if stubborn:
         print("needed SIGKILL after JupyterLab stopped:\n" + "\n".join(stubborn))
     assert not survivors, "processes left after stopping JupyterLab:\n" + "\n".join(survivors)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory, _jupyter_dirs: None) -> Iterator[Lab]:
+    """A real JupyterLab that serves hidden files itself (allow_hidden), over a temp copy of notebooks/."""
+    with _running_lab(tmp_path_factory, "lab-root", allow_hidden=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def default_lab(tmp_path_factory: pytest.TempPathFactory, _jupyter_dirs: None) -> Iterator[Lab]:
+    """A JupyterLab as a user starts it: no allow_hidden, so its contents API refuses .catalog/."""
+    with _running_lab(tmp_path_factory, "default-lab-root", allow_hidden=False) as server:
+        yield server
 
 
 def _chromium_or_skip() -> str:

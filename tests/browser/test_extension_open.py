@@ -131,6 +131,9 @@ def test_a_failed_node_opens_its_notebook_at_the_failing_cell(lab: Lab, page: Pa
     assert state["inView"] and state["scrollTop"] > 0, f"the failing cell was not scrolled into view: {state}"
     assert state["commandMode"], "the notebook opened in edit mode: arrows would move the cursor, not cells"
     assert page.get_by_role("dialog").count() == 0
+    # this server serves hidden files itself (allow_hidden): the record opens as a plain, writable file
+    opened = page.evaluate("() => window.jupyterapp.shell.currentWidget.context.path")
+    assert opened == f"{FOLDER}/{path}", opened
 
     # by keyboard: back to the driver, close the output tab, Tab to the link and press Enter
     tabs = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab")
