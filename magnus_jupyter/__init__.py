@@ -45,4 +45,9 @@ def unload_ipython_extension(ipython: Any) -> None:
     unload(ipython)
 
 
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The Jupyter server extension (server.py): run records in hidden folders, served read-only."""
+    return [{"module": "magnus_jupyter.server"}]
+
+
 __getattr__ = lazy_exports(__name__, _LAZY, globals())

@@ -53,3 +53,19 @@ def test_the_installed_extension_is_the_one_built_from_labextension() -> None:
     assert (installed["name"], installed["version"]) == (source["name"], source["version"])
     assert line.split()[1] == f"v{source['version']}"
     assert "_build" in installed["jupyterlab"], "the installed package.json is not a built extension"
+
+
+def test_the_server_extension_is_enabled_and_ok_by_the_python_package() -> None:
+    """Lab opens run records in hidden folders through it (magnus_jupyter/server.py), with no server flag."""
+    done = subprocess.run(
+        [str(JUPYTER), "server", "extension", "list"], capture_output=True, text=True, timeout=120, check=True
+    )
+    lines = [line.strip() for line in ANSI.sub("", done.stdout + done.stderr).splitlines()]
+    listing = "\n".join(lines)
+    assert "magnus_jupyter enabled" in lines, f"not enabled in `jupyter server extension list`:\n{listing}"
+    assert any(re.fullmatch(r"magnus_jupyter \S+ OK", line) for line in lines), listing
+    config = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "magnus_jupyter.json"
+    enabled = {"ServerApp": {"jpserver_extensions": {"magnus_jupyter": True}}}
+    assert json.loads(config.read_text()) == enabled, (
+        f"{config}: not installed by the package (pyproject.toml's shared-data); `make setup`"
+    )
