@@ -96,29 +96,34 @@ def _pipeline(folder: Path, run: bool) -> None:
     ])
 
 
-def test_a_failed_node_opens_its_notebook_at_the_failing_cell(lab: Lab, page: Page, artifacts: Path) -> None:
-    folder = lab.root / FOLDER
-    _pipeline(folder, run=True)
-    _open(page, lab, f"{FOLDER}/driver.ipynb", "open-links")
-    # the toolbar buttons the extension adds are named for screen readers
-    run_button = page.locator('.jp-NotebookPanel-toolbar [data-command="magnus:run-pipeline"]')
-    expect(run_button).to_have_attribute("aria-label", "Run pipeline", timeout=KERNEL_START)
+def _run_driver(page: Page, lab: Lab, folder_name: str, workspace: str) -> tuple[Locator, str, int]:
+    """Run the driver notebook (its pipeline fails in train_bad) and find the failed node's link:
+    the link, its path (relative to the driver's folder, in .catalog/) and the failing cell."""
+    _open(page, lab, f"{folder_name}/driver.ipynb", workspace)
     _run_all(page)
     _wait_all_ran(page, 3, RUN)
-
     output = page.locator(".jp-NotebookPanel .jp-CodeCell").nth(2).locator(".jp-OutputArea").first
     link = _failed_link(output)
     expect(link).to_have_count(1, timeout=RUN)
     path, cell_attr = link.get_attribute("data-magnus-path"), link.get_attribute("data-magnus-cell")
     assert path is not None and cell_attr is not None and path.startswith(".catalog/")
-    assert path.endswith("_out.ipynb") and "bad" in path
     cell = int(cell_attr)
+    assert "raise ValueError" in nbformat.read(lab.root / folder_name / path, as_version=4).cells[cell].source
+    return link, path, cell
+
+
+def test_a_failed_node_opens_its_notebook_at_the_failing_cell(lab: Lab, page: Page, artifacts: Path) -> None:
+    folder = lab.root / FOLDER
+    _pipeline(folder, run=True)
+    link, path, cell = _run_driver(page, lab, FOLDER, "open-links")
+    # the toolbar buttons the extension adds are named for screen readers
+    run_button = page.locator('.jp-NotebookPanel-toolbar [data-command="magnus:run-pipeline"]')
+    expect(run_button).to_have_attribute("aria-label", "Run pipeline", timeout=KERNEL_START)
+    output = page.locator(".jp-NotebookPanel .jp-CodeCell").nth(2).locator(".jp-OutputArea").first
+    assert path.endswith("_out.ipynb") and "bad" in path
     label = link.get_attribute("aria-label") or ""
     assert re.fullmatch(r"open output notebook of step .*bad.* \(failed at cell \[\d+\]\)", label), label
     assert link.get_attribute("tabindex") == "0"
-    # the file behind the link: the failing cell is the third code cell of train_bad.ipynb
-    executed = nbformat.read(folder / path, as_version=4)
-    assert "raise ValueError" in executed.cells[cell].source
     name = Path(path).name
     output.screenshot(path=str(artifacts / "lab-open-failed-dag.png"))
 

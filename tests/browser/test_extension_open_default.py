@@ -17,8 +17,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from .conftest import Lab
-from .test_extension_open import RUN, _failed_link, _pipeline, _wait_opened
-from .test_lab import _open, _run_all, _wait_all_ran
+from .test_extension_open import _pipeline, _run_driver, _wait_opened
 
 pytestmark = pytest.mark.slow
 
@@ -29,16 +28,8 @@ def test_a_failed_node_opens_its_notebook_in_a_default_lab(default_lab: Lab, pag
                                                            artifacts: Path) -> None:
     folder = default_lab.root / FOLDER
     _pipeline(folder, run=True)
-    _open(page, default_lab, f"{FOLDER}/driver.ipynb", "open-default")
-    _run_all(page)
-    _wait_all_ran(page, 3, RUN)
-    output = page.locator(".jp-NotebookPanel .jp-CodeCell").nth(2).locator(".jp-OutputArea").first
-    link = _failed_link(output)
-    expect(link).to_have_count(1, timeout=RUN)
-    path, cell_attr = link.get_attribute("data-magnus-path"), link.get_attribute("data-magnus-cell")
-    assert path is not None and cell_attr is not None and path.startswith(".catalog/")
-    cell, name = int(cell_attr), Path(path).name
-    assert "raise ValueError" in nbformat.read(folder / path, as_version=4).cells[cell].source
+    link, path, cell = _run_driver(page, default_lab, FOLDER, "open-default")
+    name = Path(path).name
     # the server's own contents API refuses the record: this Lab is the default case
     with pytest.raises(urllib.error.HTTPError) as refused:
         default_lab.api(f"/api/contents/{FOLDER}/{path}")
