@@ -16,7 +16,7 @@ import { DisposableSet } from '@lumino/disposable';
 import { MagnusDrive } from './drive';
 import { magnusHighlight } from './highlight';
 import { exportYamlCode, isMagnusLoaded } from './kernel';
-import { interceptLinks } from './open';
+import { interceptLinks, OUTPUT_PANEL_PREFIX } from './open';
 
 const PLUGIN_ID = 'magnus-jupyter-labextension:plugin';
 
@@ -129,10 +129,11 @@ function activate(
   // DAG widget links: open a task's output in a Lab tab, at the failing cell (open.ts).
   interceptLinks(app, tracker, error => void showErrorMessage('Open task output', error as Error));
 
-  const state = new LoadedState(() => COMMANDS.forEach(c => commands.notifyCommandChanged(c.id)));
+  const notifyAll = (): void => COMMANDS.forEach(c => commands.notifyCommandChanged(c.id));
+  const state = new LoadedState(notifyAll);
   tracker.widgetAdded.connect((_, panel) => state.watch(panel));
   tracker.forEach(panel => state.watch(panel));
-  tracker.currentChanged.connect(() => COMMANDS.forEach(c => commands.notifyCommandChanged(c.id)));
+  tracker.currentChanged.connect(notifyAll);
   // A cell that may have loaded or unloaded the extension: ask again.
   NotebookActions.executed.connect((_, { notebook, cell }) => {
     const panel = tracker.find(p => p.content === notebook);
@@ -160,7 +161,7 @@ function activate(
       area.node.setAttribute('role', 'region');
       area.node.setAttribute('aria-label', `magnus output of ${panel.context.path}`);
       const created = new MainAreaWidget({ content: area });
-      created.id = `magnus-output-${panel.id}`;
+      created.id = `${OUTPUT_PANEL_PREFIX}${panel.id}`;
       created.title.label = `magnus: ${panel.title.label}`;
       created.title.caption = `Output of the magnus commands for ${panel.context.path}`;
       created.title.closable = true;
