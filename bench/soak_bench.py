@@ -114,11 +114,12 @@ def leftovers(mark: str) -> list[str]:
     import psutil
 
     found = []
+    ours = {c.pid for c in psutil.Process().children(recursive=True)}
     for proc in psutil.process_iter():
         try:
             if proc.status() == psutil.STATUS_ZOMBIE:
                 continue
-            if proc.pid in {c.pid for c in psutil.Process().children(recursive=True)} or \
+            if proc.pid in ours or \
                     proc.environ().get("MAGNUS_SOAK_MARK") == mark:
                 found.append(f"{proc.pid} {' '.join(proc.cmdline())[:100]}")
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
