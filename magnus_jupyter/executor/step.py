@@ -88,15 +88,13 @@ def _locate(pipeline: Pipeline, internal: str, data: dict[str, Any], above: list
     graph, prefix, path, map_variable = pipeline, "", [], {}
     above = [] if above is None else above
     i = 0
-    while True:
+    while i < len(parts):
         step = graph.steps.get(parts[i])
         if step is None:
             raise ExecutionError(f"execute-step: no step {parts[i]!r} in {prefix or 'the pipeline'}")
         full = join_name(prefix, parts[i])
         if i == len(parts) - 1:
             return step, graph, path, map_variable
-        if i + 1 >= len(parts):
-            break
         branch = parts[i + 1]
         if isinstance(step, Map) and step.branch is not None:
             values = data["parameters"].get(step.iterate_on)

@@ -270,6 +270,16 @@ def test_execute_step_keeps_a_task_timeout_and_records_it(tmp_path: Path) -> Non
     assert main(["execute-step", "r1", "no such step", "--root", str(tmp_path)]) == 2
 
 
+def test_execute_step_refuses_a_name_that_ends_at_a_branch(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "p.yaml").write_text(CONFLICT)
+    assert main(["execute-step", "r1", "--init", "--file", "p.yaml", "--root", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["execute-step", "r1", "par.a", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "'par.a' names no step of the pipeline" in err and "Traceback" not in err, err
+
+
 def test_the_demo_simulated_on_argo_matches_magnus_jupyter_run(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Notebook tasks in pods: the same status tree and parameters as the local executor's run."""
