@@ -74,6 +74,10 @@ class Drawing:
     source: str
     ids: dict[str, str] = field(default_factory=dict)
 
+    def svg(self, timeout: float = DEFAULT_TIMEOUT) -> str:
+        """This drawing as SVG text (needs Graphviz's ``dot``): the ids above are the SVG's."""
+        return _run_dot(self.source, "svg", timeout).decode("utf-8")
+
 
 @dataclass
 class _Frame:
@@ -293,7 +297,7 @@ def _run_dot(source: str, fmt: str, timeout: float = DEFAULT_TIMEOUT) -> bytes:
 def to_svg(pipeline: Pipeline, states: dict[str, str] | None = None, title: str | None = None,
            *, timeout: float = DEFAULT_TIMEOUT) -> str:
     """The DAG as SVG text, for the widget and notebooks; needs Graphviz's ``dot``."""
-    return _run_dot(to_dot(pipeline, states, title), "svg", timeout).decode("utf-8")
+    return draw(pipeline, states, title).svg(timeout)
 
 
 def write(pipeline: Pipeline, output: str | os.PathLike[str], *, states: dict[str, str] | None = None,

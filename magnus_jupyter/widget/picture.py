@@ -104,7 +104,7 @@ class Picture:
         states = dict.fromkeys(key, "SEEN")  # map values shape the layout only; colours come from CSS
         drawing = render.draw(self.pipeline, states)
         try:
-            svg = render.to_svg(self.pipeline, states)
+            svg = drawing.svg()
         except PipelineError as exc:
             self.error, self._svg = str(exc), None
         else:
@@ -273,15 +273,13 @@ class Picture:
 
     # ---- the whole view, as strings ------------------------------------------------------------
 
-    def html(self, snap: Snapshot) -> str:
-        """What the HTML widget holds: the drawing, or the tree plus the install hint."""
+    def views(self, snap: Snapshot) -> tuple[str, str]:
+        """What the HTML widget holds (the drawing, or the tree plus the install hint) and the
+        ``image/svg+xml`` fallback for where widgets don't render: one picture, built once."""
         svg = self.svg(snap)
-        return svg if svg is not None else self.tree_html(snap)
-
-    def static_svg(self, snap: Snapshot) -> str:
-        """The ``image/svg+xml`` fallback: the same picture where widgets don't render."""
-        svg = self.svg(snap)
-        return svg if svg is not None else self.tree_svg(snap)
+        if svg is not None:
+            return svg, svg
+        return self.tree_html(snap), self.tree_svg(snap)
 
     def status_html(self, snap: Snapshot, now: float | None = None) -> str:
         """Elapsed time, then one line per running task: its cells and the last line it printed."""

@@ -79,8 +79,7 @@ class DagWidget:
         """Apply the status's latest state to the widgets (called by the throttle)."""
         snap = self.status.snapshot()
         self.renders += 1
-        markup = self.picture.html(snap)
-        self.last_svg = self.picture.static_svg(snap)
+        markup, self.last_svg = self.picture.views(snap)
         if self.html.value != markup:
             self.html.value = markup
         self._render_bars(snap)
