@@ -207,8 +207,11 @@ def parse_yaml(text: str, file: str | None = None) -> Any:
 
 def read_text(path: str | os.PathLike[str]) -> str:
     """The file's text, or a one-line PipelineYAMLError saying why it cannot be read."""
+    file = Path(path)
+    if file.exists() and not file.is_file() and not file.is_dir():  # a pipe or /dev/zero: no end to read
+        raise PipelineYAMLError(f"{path}: is not a regular file")
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PipelineYAMLError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -452,9 +455,6 @@ class _Builder:
             self.problem(f"dag_definition {ref!r} includes itself ({chain})", step=path, line=line)
             return None
         label = ref if self.file is None else str(Path(self.file).parent / ref)
-        if target.exists() and not target.is_file():  # a folder, or /dev/zero: nothing to read, or no end
-            self.problem(f"dag_definition {ref!r} is not a regular file", step=path, line=line)
-            return None
         try:
             data = parse_yaml(read_text(target), label)
         except PipelineYAMLError as exc:

@@ -6,7 +6,9 @@ internal name) and what, in words; these cases pin that for every rule.
 
 from __future__ import annotations
 
+import os
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -17,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from magnus_jupyter.errors import PipelineError, PipelineYAMLError, ValidationError
+from magnus_jupyter.errors import ParameterError, PipelineError, PipelineYAMLError, ValidationError
 from magnus_jupyter.validate import validate
 from magnus_jupyter.yaml_io import load_yaml
 
@@ -281,7 +283,8 @@ CASES = [
                                                  "  next: success"), start_at="x")}),
     Case("dag-definition-device", dag(with_terminals("a:\n  type: dag\n  dag_definition: /dev/zero\n"
                                                      "  next: success")),
-         "dag_definition '/dev/zero' is not a regular file", line=6, step="a"),
+         "dag_definition '/dev/zero' cannot be used: /dev/zero: is not a regular file", line=6,
+         step="a"),
     Case("dag-definition-bad-inner",
          dag(with_terminals("a:\n  type: dag\n  dag_definition: inner.yaml\n  next: success")),
          "next names 'ghost'", line=6, step="a.dag.x", file="inner.yaml",
@@ -412,3 +415,16 @@ def test_mangled_pipelines_fail_only_with_pipeline_errors(text: str) -> None:
     except PipelineError as exc:
         assert "Traceback" not in str(exc)
         assert str(pickle.loads(pickle.dumps(exc))) == str(exc)
+
+
+def test_a_pipe_given_as_the_pipeline_or_its_parameters_is_refused_not_read(tmp_path: Path) -> None:
+    """A named pipe would block the read forever: every reader refuses it by its path, at once."""
+    from magnus_jupyter.executor.params import load_parameters_file
+
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    refused = rf"{re.escape(str(fifo))}: is not a regular file$"
+    with pytest.raises(PipelineError, match=f"^{refused}"):
+        load_yaml(fifo)
+    with pytest.raises(ParameterError, match=f"^parameters file {refused}"):
+        load_parameters_file(fifo)
