@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import gc
-import os
 import signal
 import sys
 import threading
@@ -134,13 +133,9 @@ def _prepare(factory: Any, args: argparse.Namespace, pipeline: Any) -> Any:
     prepare = getattr(factory, "prepare", None)
     if not callable(prepare) or pipeline is None:
         return None
-    from ..model import Task
+    from .engine import default_workers, has_notebooks
 
-    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
-    if workers < 1:
-        return None  # the engine refuses it
-    notebooks = any(isinstance(s, Task) and s.kind == "notebook" for _, s, _ in pipeline.walk())
-    return prepare(workers, warm_kernels=notebooks)
+    return prepare(default_workers(args.workers), warm_kernels=has_notebooks(pipeline))
 
 
 _exit_freeze = False

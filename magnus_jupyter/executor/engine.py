@@ -149,10 +149,8 @@ class _Engine:
                 factory = self.slots_factory
                 if factory is None:
                     from .slots import TaskSlots as factory
-                notebooks = any(isinstance(s, Task) and s.kind == "notebook"
-                                for _, s, _ in self.pipeline.walk())
                 self._slots = factory(self.workers, on_progress=self._on_progress,
-                                        warm_kernels=self.warm_kernels and notebooks)
+                                        warm_kernels=self.warm_kernels and has_notebooks(self.pipeline))
                 self.owns_slots = True
             return self._slots
 
@@ -519,6 +517,16 @@ class _Engine:
                     log.exception("could not cancel %s", name)
 
 
+def has_notebooks(pipeline: Pipeline) -> bool:
+    """Whether any task is a notebook: only then are the pool's kernels worth warming."""
+    return any(isinstance(s, Task) and s.kind == "notebook" for _, s, _ in pipeline.walk())
+
+
+def default_workers(workers: int | None) -> int:
+    """The pool size a run gets: as asked, else one worker per CPU."""
+    return workers if workers is not None else (os.cpu_count() or 1)
+
+
 def run_pipeline(
     pipeline: Pipeline,
     *,
@@ -555,7 +563,7 @@ def run_pipeline(
         from ..validate import validate as check
 
         check(pipeline)
-    workers = workers if workers is not None else (os.cpu_count() or 1)
+    workers = default_workers(workers)
     if workers < 1:
         raise ExecutionError(f"--workers must be at least 1, found {workers}")
     if timeout is not None and not timeout > 0:
