@@ -40,7 +40,6 @@ from ..errors import ExecutionError
 from ..model import Fail, Map, Pipeline, Step, Task
 
 VALUES_PATH = "/tmp/magnus-values.json"
-_ROOT_PREFIX = ""
 
 
 def _slug(text: str) -> str:
@@ -58,6 +57,7 @@ class _Builder:
         self.pvc = pvc
         self.templates: list[Any] = []
         self.names: set[str] = set()
+        self._task_names: dict[str, set[str]] = {}  # per graph template: its DAG tasks' names
 
     def unique(self, text: str) -> str:
         base = _slug(text)[:50]
@@ -120,16 +120,12 @@ class _Builder:
             tasks.extend(self.tasks_for(step, internal, entry[step_name], depends,
                                         fails_graph=isinstance(step, Fail)))
         if top:
-            tasks.insert(0, m.DAGTask(name="init", template=self.init_template))
+            tasks.insert(0, m.DAGTask(name="init", template="init"))
         inputs = None if top else m.Inputs(parameters=[m.Parameter(name="prefix")])
         self.templates.append(m.Template(name=name, inputs=inputs, dag=m.DAGTemplate(tasks=tasks)))
         return name
 
     def unique_task(self, graph_template: str, step_name: str) -> str:
-        key = (graph_template, step_name)
-        if not hasattr(self, "_tasks"):
-            self._tasks: dict[tuple[str, str], str] = {}
-            self._task_names: dict[str, set[str]] = {}
         used = self._task_names.setdefault(graph_template, set())
         base = _slug(step_name)[:40]
         name, n = base, 1
@@ -137,7 +133,6 @@ class _Builder:
             n += 1
             name = f"{base}-{n}"
         used.add(name)
-        self._tasks[key] = name
         return name
 
     def tasks_for(self, step: Step, internal: str, task: str, depends: str | None,
@@ -230,7 +225,6 @@ def export_argo(pipeline: Pipeline, *, image: str, pipeline_file: str,
     for key in params:
         init_args += ["--param", f"{key}={{{{workflow.parameters.{key}}}}}"]
     builder.names.add("init")
-    builder.init_template = "init"
     mounts = [m.VolumeMount(name="magnus-root", mount_path=root)] if pvc else None
     builder.templates.append(m.Template(name="init", container=m.Container(
         image=image, command=["magnus-jupyter"], args=init_args, working_dir=root, volume_mounts=mounts)))
