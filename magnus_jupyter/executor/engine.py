@@ -83,6 +83,21 @@ def _safe(name: str) -> str:
     return name.replace(" ", "_").replace(os.sep, "_")
 
 
+def attempt_paths(folder: Path, internal: str, kind: str, attempt: int) -> tuple[str, str | None]:
+    """An attempt's log and (a notebook task's) executed notebook, in the run's own catalog folder:
+    concurrent runs never share a file; map values are part of the internal name; a given
+    notebook_output_path gets a copy afterwards (_publish_notebook)."""
+    suffix = f".attempt{attempt}" if attempt > 1 else ""
+    log_path = str(folder / f"{_safe(internal)}{suffix}.execution.log")
+    return log_path, str(folder / f"{_safe(internal)}{suffix}_out.ipynb") if kind == "notebook" else None
+
+
+def branches_failed(failed: list[str]) -> str:
+    """A composite step's message naming its failed branches (the first five, then a count)."""
+    shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
+    return f"branch{'es' if len(failed) > 1 else ''} failed: {shown}"
+
+
 class Reuse:
     """The succeeded tasks of an earlier run, by internal name, and how to bring them into this one."""
 
@@ -271,16 +286,6 @@ class _Engine:
                     entry["data_catalog"].extend(found)
         return SUCCESS, ""
 
-    def _paths(self, step: Task, internal: str, scope: _Scope, attempt: int) -> tuple[str, str | None]:
-        folder = self.catalog.ensure()
-        suffix = f".attempt{attempt}" if attempt > 1 else ""
-        log_path = folder / f"{_safe(internal)}{suffix}.execution.log"
-        if step.kind != "notebook":
-            return str(log_path), None
-        # always in the run's own catalog (concurrent runs never share a file); map values are part of
-        # the internal name; a given notebook_output_path gets a copy afterwards (_publish_notebook)
-        out = folder / f"{_safe(internal)}{suffix}_out.ipynb"
-        return str(log_path), str(out)
 
     def task(self, step: Task, internal: str, entry: dict[str, Any], scope: _Scope) -> tuple[str, str]:
         catalog = step.catalog or {}
@@ -295,7 +300,7 @@ class _Engine:
             if scope.cancelled:
                 return FAIL, scope.reason
             given = {**self.params.snapshot(), **scope.map_variable}
-            log_path, notebook = self._paths(step, internal, scope, number)
+            log_path, notebook = attempt_paths(self.catalog.ensure(), internal, step.kind, number)
             spec = TaskSpec(
                 internal_name=internal, kind=step.kind, command=step.command, cwd=str(self.cwd),
                 parameters=given, map_variable=dict(scope.map_variable), notebook_output_path=notebook,
@@ -474,8 +479,7 @@ class _Engine:
             self.warn(warning)
         failed = [b["internal_name"] for b in logs if b["status"] != SUCCESS]
         if failed:
-            shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
-            return FAIL, f"branch{'es' if len(failed) > 1 else ''} failed: {shown}"
+            return FAIL, branches_failed(failed)
         return SUCCESS, ""
 
     def _abandon(self, branch: dict[str, Any], message: str = "") -> None:
@@ -490,10 +494,10 @@ class _Engine:
                         step["status"] = FAIL
                         if message and not step.get("message"):
                             step["message"] = message
-                    stack.extend(b for b in step["branches"].values() if b["status"] == "PROCESSING")
                     for b in step["branches"].values():
                         if b["status"] == "PROCESSING":
                             b["status"] = FAIL
+                            stack.append(b)
         self.store.touch()
 
     def cancel(self, scopes: Iterable[_Scope], reason: str) -> None:

@@ -39,8 +39,18 @@ from typing import Any
 from ..errors import ExecutionError
 from ..model import Dag, Fail, Map, Parallel, Pipeline, Step, Success, Task, join_name
 from .catalog import Catalog, CatalogError
+from .engine import attempt_paths, branches_failed
 from .params import WriteLog, changed
-from .runlog import RUN_LOG_FOLDER, RunLogStore, attempt_log, branch_log, now, run_log_path, step_log
+from .runlog import (
+    RUN_LOG_FOLDER,
+    RunLogStore,
+    attempt_log,
+    branch_log,
+    iter_steps,
+    now,
+    run_log_path,
+    step_log,
+)
 from .task import FAIL, SUCCESS, TaskSpec
 
 
@@ -218,13 +228,9 @@ def _cancelled(data: dict[str, Any], path: list[tuple[str, str]], above: list[St
 
 def _stop(branch: dict[str, Any]) -> None:
     """A cancelled branch and the branches under it that are still PROCESSING end FAIL."""
-    stack = [branch]
-    while stack:
-        current = stack.pop()
-        if current["status"] == "PROCESSING":
-            current["status"] = FAIL
-        for step in current["steps"].values():
-            stack.extend(step["branches"].values())
+    for log in (branch, *iter_steps(branch, branches=True)):
+        if "step_type" not in log and log["status"] == PROCESSING:  # a branch log
+            log["status"] = FAIL
 
 
 def _end(entry: dict[str, Any], internal: str) -> tuple[str, list[str]]:
@@ -233,9 +239,7 @@ def _end(entry: dict[str, Any], internal: str) -> tuple[str, list[str]]:
         return FAIL, []
     failed = [b["internal_name"] for b in entry["branches"].values() if b["status"] != SUCCESS]
     entry["status"] = FAIL if failed else SUCCESS
-    plural = "es" if len(failed) > 1 else ""
-    shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
-    entry["message"] = f"branch{plural} failed: {shown}" if failed else ""
+    entry["message"] = branches_failed(failed) if failed else ""
     return str(entry["status"]), _write_conflicts(entry, internal)
 
 
@@ -244,13 +248,10 @@ def _write_conflicts(entry: dict[str, Any], internal: str) -> list[str]:
     ``parameter_updates`` under each branch, merged in the order the tasks ended."""
     writes: list[tuple[str, str, dict[str, Any]]] = []
     for name, branch in entry["branches"].items():
-        stack = [branch]
-        while stack:
-            for step in stack.pop()["steps"].values():
-                updates = step.get("parameter_updates")
-                if updates and step["status"] == SUCCESS and step["attempts"]:
-                    writes.append((step["attempts"][-1]["end_time"], name, updates))
-                stack.extend(step["branches"].values())
+        for step in iter_steps(branch):
+            updates = step.get("parameter_updates")
+            if updates and step["status"] == SUCCESS and step["attempts"]:
+                writes.append((step["attempts"][-1]["end_time"], name, updates))
     log = WriteLog(internal)
     for _, name, updates in sorted(writes, key=lambda w: w[0]):
         for parameter in updates:
@@ -269,21 +270,17 @@ def finalize_run(root: str | os.PathLike[str], run_id: str) -> tuple[str, list[s
     """
     with _locked(Path(root).resolve(), run_id) as data:
         lost: list[str] = []
-        stack: list[dict[str, Any]] = [data]
-        while stack:
-            owner = stack.pop()
-            for step in owner["steps"].values():
-                if step["status"] == PROCESSING:
-                    step["status"] = FAIL
-                    if step["step_type"] in ("parallel", "map", "dag"):
-                        step["message"] = step["message"] or "the workflow ended before its branches did"
-                    else:
-                        lost.append(step["internal_name"])
-                        step["message"] = step["message"] or LOST_POD
-                for branch in step["branches"].values():
-                    if branch["status"] == PROCESSING:
-                        branch["status"] = FAIL
-                    stack.append(branch)
+        for log in iter_steps(data, branches=True):
+            if log["status"] != PROCESSING:
+                continue
+            log["status"] = FAIL
+            if "step_type" not in log:  # a branch log
+                continue
+            if log["step_type"] in ("parallel", "map", "dag"):
+                log["message"] = log["message"] or "the workflow ended before its branches did"
+            else:
+                lost.append(log["internal_name"])
+                log["message"] = log["message"] or LOST_POD
         if data["status"] == PROCESSING:
             data["status"] = FAIL
             data["message"] = data.get("message") or (
@@ -299,7 +296,6 @@ def _task(root: Path, run_id: str, step: Task, internal: str, given: dict[str, A
 
     catalog = Catalog(root, run_id)
     record: dict[str, Any] = {"attempts": [], "data_catalog": [], "updates": {}}
-    safe = internal.replace(" ", "_").replace(os.sep, "_")
     try:
         for pattern in (step.catalog or {}).get("get") or []:
             record["data_catalog"].extend(catalog.get(pattern))
@@ -310,10 +306,7 @@ def _task(root: Path, run_id: str, step: Task, internal: str, given: dict[str, A
     synced = list(record["data_catalog"])
     message = ""
     for number in range(1, (step.max_attempts or 1) + 1):
-        suffix = f".attempt{number}" if number > 1 else ""
-        folder = catalog.ensure()
-        log_path = str(folder / f"{safe}{suffix}.execution.log")
-        notebook = str(folder / f"{safe}{suffix}_out.ipynb") if step.kind == "notebook" else None
+        log_path, notebook = attempt_paths(catalog.ensure(), internal, step.kind, number)
         spec = TaskSpec(internal_name=internal, kind=step.kind, command=step.command, cwd=str(root),
                         parameters=given, map_variable=dict(map_variable), notebook_output_path=notebook,
                         output_cell_tag=step.output_cell_tag or "magnus_output",
