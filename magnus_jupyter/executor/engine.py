@@ -576,13 +576,9 @@ def run_pipeline(
     if not folder.is_dir():
         raise ExecutionError(f"{folder}: the run folder does not exist")
     params = ParameterStore(parameters or {})
-    run_config = {"executor": {"type": f"magnus-jupyter-{_executor_name(slots, slots_factory)}",
-                               "workers": workers, "timeout": timeout},
-                  "pipeline": pipeline.name or "",
-                  "pipeline_file": str(Path(pipeline_file).resolve()) if pipeline_file else "",
-                  "pipeline_yaml": _yaml_of(pipeline),
-                  "initial_parameters": params.snapshot(),
-                  "orchestrator": orchestrator()}
+    run_config = run_config_of(pipeline, pipeline_file, params.snapshot(),
+                               {"type": f"magnus-jupyter-{_executor_name(slots, slots_factory)}",
+                                "workers": workers, "timeout": timeout})
     store = RunLogStore.create(folder, run_id, params.snapshot(), run_config, interval=write_interval,
                                original_run_id=str((original_run_log or {}).get("run_id", "")))
     catalog = Catalog(folder, store.run_id)
@@ -643,6 +639,15 @@ def _executor_name(slots: Any, factory: Any) -> str:
     target = slots if slots is not None else factory
     target = getattr(target, "func", target)  # a functools.partial binding a scheduler address
     return str(getattr(target, "executor_name", "local"))
+
+
+def run_config_of(pipeline: Pipeline, pipeline_file: str | os.PathLike[str] | None,
+                  parameters: dict[str, Any], executor: dict[str, Any]) -> dict[str, Any]:
+    """The run log's ``run_config``: what ran, from which file, with which parameters, where."""
+    return {"executor": executor, "pipeline": pipeline.name or "",
+            "pipeline_file": str(Path(pipeline_file).resolve()) if pipeline_file else "",
+            "pipeline_yaml": _yaml_of(pipeline), "initial_parameters": dict(parameters),
+            "orchestrator": orchestrator()}
 
 
 def _yaml_of(pipeline: Pipeline) -> str:

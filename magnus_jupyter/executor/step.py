@@ -39,7 +39,7 @@ from typing import Any
 from ..errors import ExecutionError
 from ..model import Dag, Fail, Map, Parallel, Pipeline, Step, Success, Task, join_name
 from .catalog import Catalog, CatalogError
-from .engine import attempt_paths, branches_failed
+from .engine import attempt_paths, branches_failed, run_config_of
 from .params import WriteLog, changed
 from .runlog import (
     RUN_LOG_FOLDER,
@@ -70,13 +70,10 @@ def _locked(root: Path, run_id: str) -> Iterator[dict[str, Any]]:
 
 def init_run(root: Path, run_id: str, pipeline_file: str, parameters: dict[str, Any]) -> None:
     """Create the run's log, as ``run_pipeline`` would at its start."""
-    from ..yaml_io import load_yaml, to_yaml
-    from .runlog import orchestrator
+    from ..yaml_io import load_yaml
 
     pipeline = load_yaml(root / pipeline_file)
-    config = {"executor": {"type": "magnus-jupyter-argo"}, "pipeline": pipeline.name or "",
-              "pipeline_file": str((root / pipeline_file).resolve()), "pipeline_yaml": to_yaml(pipeline),
-              "initial_parameters": dict(parameters), "orchestrator": orchestrator()}
+    config = run_config_of(pipeline, root / pipeline_file, parameters, {"type": "magnus-jupyter-argo"})
     RunLogStore.create(root, run_id, parameters, config).write(indent=1)
     Catalog(root, run_id).ensure()
 
