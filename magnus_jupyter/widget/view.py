@@ -96,11 +96,12 @@ class DagWidget:
     def _render_bars(self, snap: Snapshot) -> None:
         lanes = [lane for lane in snap.lanes if lane.total or lane.prefix == ""]
         shown, hidden = lanes[:MAX_BARS], lanes[MAX_BARS:]
-        running = {task.internal: task for task in snap.running}
+        running, finished = self._by_lane(snap)
         children = []
         for lane in shown:
             label, bar, text = self._row(lane.prefix)
-            value, detail = self._progress(lane, snap, running)
+            value, detail = self._progress(lane, snap, running.get(lane.prefix, []),
+                                           finished.get(lane.prefix, []))
             bar.max = max(lane.total, 1)
             bar.value = min(value, bar.max)
             bar.bar_style = _BAR_STYLE.get(lane.state, "")
@@ -121,24 +122,35 @@ class DagWidget:
         elif self.more.value:
             self.more.value = ""
 
-    def _progress(self, lane: Lane, snap: Snapshot, running: dict[str, Any]) -> tuple[float, str]:
+    @staticmethod
+    def _by_lane(snap: Snapshot) -> tuple[dict[str, list[Any]], dict[str, list[str]]]:
+        """Running tasks and finished tasks' outputs by lane (the internal name up to the step's own
+        name, which holds no '.'), so each bar looks at its own, not at every task of the run."""
+        running: dict[str, list[Any]] = {}
+        for task in snap.running:
+            running.setdefault(task.internal.rpartition(".")[0], []).append(task)
+        busy = {task.internal for task in snap.running}
+        finished: dict[str, list[str]] = {}
+        for internal in snap.outputs:
+            if internal not in busy:
+                finished.setdefault(internal.rpartition(".")[0], []).append(internal)
+        return running, finished
+
+    def _progress(self, lane: Lane, snap: Snapshot, running: list[Any], finished: list[str]
+                  ) -> tuple[float, str]:
         """Steps done, plus the running notebook's share of cells; links once its tasks finished."""
         value: float = lane.done
         detail = ""
-        head = lane.prefix + "." if lane.prefix else ""
-        for internal, task in running.items():
-            if internal == head + task.name:
-                if task.cells and task.cells[1]:
-                    value += task.cells[0] / task.cells[1]
-                    detail += f" · {html.escape(task.name)}: cell {task.cells[0]}/{task.cells[1]}"
-                else:
-                    detail += f" · {html.escape(task.name)}"
-        for internal in snap.outputs:
-            rest = internal[len(head):] if internal.startswith(head) else None
-            if rest is not None and "." not in rest and internal not in running:
-                links = self.picture.links(snap, internal)
-                if links:
-                    detail += f" · {html.escape(rest)}: {links}"
+        for task in running:
+            if task.cells and task.cells[1]:
+                value += task.cells[0] / task.cells[1]
+                detail += f" · {html.escape(task.name)}: cell {task.cells[0]}/{task.cells[1]}"
+            else:
+                detail += f" · {html.escape(task.name)}"
+        for internal in finished:
+            links = self.picture.links(snap, internal)
+            if links:
+                detail += f" · {html.escape(internal.rpartition('.')[2])}: {links}"
         return value, detail
 
     def _row(self, prefix: str) -> tuple[widgets.HTML, widgets.FloatProgress, widgets.HTML]:

@@ -304,7 +304,9 @@ dag:
         if isinstance(event, ev.CellExecuted):
             snap = status.snapshot()
             lane = next(lane for lane in snap.lanes if lane.prefix == "Fan.nb")
-            value, detail = widget._progress(lane, snap, {t.internal: t for t in snap.running})
+            running, finished = widget._by_lane(snap)
+            value, detail = widget._progress(lane, snap, running.get(lane.prefix, []),
+                                             finished.get(lane.prefix, []))
             seen.append((snap.running[0].cells, value, detail))
 
     widget.status.subscribe(on_cell)
