@@ -80,8 +80,8 @@ def worker_main(conn: Connection, lifeline: Connection, environ: dict[str, str],
         from .zygote import Zygote
 
         zygote = Zygote(close_in_child=[conn.fileno(), lifeline.fileno()])
-    except Exception:  # kernels then start the ordinary way
-        zygote = None
+    except Exception:  # kernels then start the ordinary way (zygote stays None)
+        pass
     send = _Sender(conn)
     threading.Thread(target=_hold_lifeline, args=(lifeline, send), daemon=True).start()
 
