@@ -76,6 +76,13 @@ def _wait_opened(page: Page, name: str, cell: int) -> dict[str, Any] | None:
         page.wait_for_timeout(200)  # polling interval, not an assertion
 
 
+def _assert_at_failing_cell(state: dict[str, Any] | None, name: str, cell: int) -> None:
+    """The executed notebook ``name`` is the current tab, its failing cell active and scrolled into view."""
+    assert state is not None and state["tab"] == name, f"the output notebook did not open in a tab: {state}"
+    assert state["index"] == cell and "raise ValueError" in state["source"], f"wrong active cell: {state}"
+    assert state["inView"] and state["scrollTop"] > 0, f"the failing cell was not scrolled into view: {state}"
+
+
 def _failed_link(output: Locator) -> Locator:
     return output.locator('svg[id^="magnus-dag-"] a[data-magnus-cell]')
 
@@ -131,9 +138,7 @@ def test_a_failed_node_opens_its_notebook_at_the_failing_cell(lab: Lab, page: Pa
     link.click()
     state = _wait_opened(page, name, cell)
     page.screenshot(path=str(artifacts / "lab-open-failing-cell.png"))
-    assert state is not None and state["tab"] == name, f"the output notebook did not open in a tab: {state}"
-    assert state["index"] == cell and "raise ValueError" in state["source"], f"wrong active cell: {state}"
-    assert state["inView"] and state["scrollTop"] > 0, f"the failing cell was not scrolled into view: {state}"
+    _assert_at_failing_cell(state, name, cell)
     assert state["commandMode"], "the notebook opened in edit mode: arrows would move the cursor, not cells"
     assert page.get_by_role("dialog").count() == 0
     # this server serves hidden files itself (allow_hidden): the record opens as a plain, writable file

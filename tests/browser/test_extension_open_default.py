@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from .conftest import Lab
-from .test_extension_open import _pipeline, _run_driver, _wait_opened
+from .test_extension_open import _assert_at_failing_cell, _pipeline, _run_driver, _wait_opened
 
 pytestmark = pytest.mark.slow
 
@@ -38,9 +38,7 @@ def test_a_failed_node_opens_its_notebook_in_a_default_lab(default_lab: Lab, pag
     link.click()
     state = _wait_opened(page, name, cell)
     page.screenshot(path=str(artifacts / "lab-default-open-failing-cell.png"))
-    assert state is not None and state["tab"] == name, f"the output notebook did not open in a tab: {state}"
-    assert state["index"] == cell and "raise ValueError" in state["source"], f"wrong active cell: {state}"
-    assert state["inView"] and state["scrollTop"] > 0, f"the failing cell was not scrolled into view: {state}"
+    _assert_at_failing_cell(state, name, cell)
     assert state["cells"] == len(nbformat.read(folder / path, as_version=4).cells)
     assert page.get_by_role("dialog").count() == 0
     opened = page.evaluate("() => window.jupyterapp.shell.currentWidget.context.path")
