@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPAT = ROOT.parent / "shared" / "compat" / "magnus-0.5"
+COMPAT = ROOT / "tests" / "data" / "compat" / "magnus-0.5"
 PYTHON = sys.executable
+
+# Data, not tests: magnus 0.5.1's examples tree carries its own tests/test_examples.py.
+collect_ignore_glob = ["data/*"]
 
 
 @pytest.fixture(autouse=True, scope="session")

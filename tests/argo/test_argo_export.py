@@ -37,7 +37,7 @@ from magnus_jupyter.executor.step import LOST_POD
 from magnus_jupyter.yaml_io import load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPAT = ROOT.parent / "shared" / "compat" / "magnus-0.5"
+COMPAT = ROOT / "tests" / "data" / "compat" / "magnus-0.5"
 NAMES = sorted(p.name[: -len(".yaml")] for p in COMPAT.glob("*.yaml") if not p.name.endswith(".params.yaml"))
 _STATE = re.compile(r"([a-z0-9-]+)\.(Succeeded|Failed|Skipped)")
 

@@ -19,7 +19,7 @@ import pytest
 
 from magnus_jupyter.executor.runlog import flatten
 
-COMPAT = Path(__file__).resolve().parents[2].parent / "shared" / "compat" / "magnus-0.5"
+COMPAT = Path(__file__).resolve().parents[1] / "data" / "compat" / "magnus-0.5"
 NAMES = sorted(p.name[: -len(".yaml")] for p in COMPAT.glob("*.yaml") if not p.name.endswith(".params.yaml"))
 
 

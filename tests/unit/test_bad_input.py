@@ -376,7 +376,7 @@ def test_every_pipeline_error_pickles(cls: type[PipelineError]) -> None:
 
 # ---- fuzz: any mangled pipeline gives a PipelineError or loads, never another exception ----------
 
-COMPAT = Path(__file__).resolve().parents[2].parent / "shared" / "compat" / "magnus-0.5"
+COMPAT = Path(__file__).resolve().parents[1] / "data" / "compat" / "magnus-0.5"
 SEEDS = [p.read_text(encoding="utf-8") for p in sorted(COMPAT.glob("*.yaml"))
          if not p.name.endswith(".params.yaml")]
 TOKENS = [" ", "\t", ":", "- ", "[", "]", "{", "}", '"', "'", "&a ", "*a", "<<: *a", "!!int ", "!!binary ",

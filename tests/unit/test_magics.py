@@ -20,7 +20,7 @@ from magnus_jupyter.model import Map, Parallel, Task
 from magnus_jupyter.yaml_io import load_yaml, to_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPAT_FILES = sorted((ROOT.parent / "shared" / "compat" / "magnus-0.5").glob("*.yaml"))
+COMPAT_FILES = sorted((ROOT / "tests" / "data" / "compat" / "magnus-0.5").glob("*.yaml"))
 PIPELINES = [p for p in COMPAT_FILES if not p.name.endswith(".params.yaml")]
 
 TRAIN_MODELS = ("XGBoost: notebooks/prepare_xgboost.ipynb >> notebooks/train_xgboost.ipynb\n"

@@ -21,7 +21,7 @@ from magnus_jupyter.errors import PipelineError
 from magnus_jupyter.model import Dag, Fail, Map, Parallel, Pipeline, Step, Stub, Success, Task, join_name
 from magnus_jupyter.yaml_io import load_yaml
 
-COMPAT = Path(__file__).resolve().parents[2].parent / "shared" / "compat" / "magnus-0.5"
+COMPAT = Path(__file__).resolve().parents[1] / "data" / "compat" / "magnus-0.5"
 COMPAT_FILES = sorted(COMPAT.glob("*.yaml"))
 PIPELINES = [p for p in COMPAT_FILES if not p.name.endswith(".params.yaml")]
 SVG = "{http://www.w3.org/2000/svg}"

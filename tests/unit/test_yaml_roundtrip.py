@@ -21,7 +21,7 @@ from magnus_jupyter.model import Dag, Fail, Map, Parallel, Pipeline, Stub, Succe
 from magnus_jupyter.validate import validate
 from magnus_jupyter.yaml_io import load_yaml, parse_yaml, to_yaml
 
-COMPAT = Path(__file__).resolve().parents[2].parent / "shared" / "compat" / "magnus-0.5"
+COMPAT = Path(__file__).resolve().parents[1] / "data" / "compat" / "magnus-0.5"
 CORPUS = sorted(p.name for p in COMPAT.glob("*.yaml") if not p.name.endswith(".params.yaml"))
 
 
