@@ -4,14 +4,16 @@ The engine still traverses in this process; each leaf task attempt is sent to
 the cluster as one Dask task. Workers need no shared file system: the run
 folder travels with the task and what the task changed comes back.
 
-- Files: every file of the run folder (hidden names, ``__pycache__`` and
-  ``node_modules`` left out) is scattered once per content (keyed by sha256,
-  so an unchanged file is sent once per run, not once per task); the worker
-  writes them into a temporary folder that becomes the task's ``cwd``. After
-  the task, files it created or changed come back and are written into the run
-  folder before the engine sees the result, so ``catalog: put`` and later steps
-  find them as with the local executor. ``catalog: get`` files are in the run
-  folder by then (the engine copies them before submitting), so they travel too.
+- Files: the run folder (``run_folder.py`` says what travels: folders, files
+  with their modes, symlinks that stay inside) is rebuilt on the worker in a
+  temporary folder that becomes the task's ``cwd``; file contents are scattered
+  once per content (keyed by sha256, so an unchanged file is sent once per run,
+  not once per task). After the task, what it created, changed or removed is
+  applied to the run folder before the engine sees the result, so ``catalog:
+  put`` and later steps find the run folder as with the local executor.
+  ``catalog: get`` files are in the run folder by then (the engine copies them
+  before submitting), so they travel too. What could not be applied, and
+  symlinks left out as leading outside, are noted in the task's log.
 - On the worker the spec runs in a ``TaskSlots`` of that worker process (one
   per Dask worker, kept warm): the same runner, kernels, timeouts and cleanup
   as locally. Executed notebook and log text come back to the catalog paths
@@ -32,10 +34,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import os
-import shutil
 import signal
 import tempfile
 import threading
@@ -45,42 +45,20 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
-from pathlib import Path
 from typing import Any
 
+from . import run_folder
 from .task import FAIL, TaskResult, TaskSpec
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int, int], None]
 
-_SKIP_DIRS = frozenset({"__pycache__", "node_modules"})
-_MAX_FILE = 256 << 20  # bytes: larger files do not travel (a data lake belongs in a shared store)
 _OUT = ".magnus-out"  # on the worker: executed notebook and log; hidden, so never taken for a task output
 _PROGRESS_TOPIC = "magnus-jupyter-progress"
 _RELEASED = ("cancelled", "released", "forgotten")
 _FORKSERVER_ENV = "MAGNUS_JUPYTER_FORKSERVER"  # in our LocalCluster's workers: their slots' forkserver
 _SERVER_EXIT = "magnus_jupyter.executor._server_exit"
-
-
-def _scan(root: str) -> dict[str, tuple[int, int]]:
-    """Relative path -> (size, mtime_ns) of the files that travel with a task."""
-    found: dict[str, tuple[int, int]] = {}
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS]
-        for name in files:
-            if name.startswith("."):
-                continue
-            path = os.path.join(folder, name)
-            with contextlib.suppress(OSError):
-                st = os.stat(path)
-                if st.st_size <= _MAX_FILE:
-                    found[os.path.relpath(path, root)] = (st.st_size, st.st_mtime_ns)
-    return found
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @dataclasses.dataclass
@@ -89,7 +67,7 @@ class _Outcome:
 
     result: TaskResult
     root: str  # the worker's working folder, to translate paths in messages
-    changed: dict[str, bytes] = dataclasses.field(default_factory=dict)
+    changes: run_folder.Changes = dataclasses.field(default_factory=run_folder.Changes)
     notebook: bytes | None = None
     log: bytes | None = None
 
@@ -151,19 +129,16 @@ def dask_setup(worker: Any) -> None:
     prestart(True, worker)
 
 
-def run_remote(spec: TaskSpec, files: dict[str, bytes], digests: dict[str, str], warm: bool,
+def run_remote(spec: TaskSpec, tree: run_folder.Tree, files: dict[str, bytes], warm: bool,
                owner: str = "") -> _Outcome:
-    """Run ``spec`` on this Dask worker in a folder made of ``files``; return the result and changes."""
+    """Run ``spec`` on this Dask worker in a folder made of ``tree`` and the ``files``' contents; return
+    the result and what the task changed in the folder."""
     from distributed import get_worker
 
     root = tempfile.mkdtemp(prefix="magnus-task-")
     try:
-        for relative, data in files.items():
-            path = os.path.join(root, relative)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as handle:
-                handle.write(data)
-        written = _scan(root)
+        since = time.time_ns()
+        before = run_folder.build(root, tree, files)
         out = os.path.join(root, _OUT)
         os.makedirs(out)
         local = dataclasses.replace(
@@ -184,14 +159,7 @@ def run_remote(spec: TaskSpec, files: dict[str, bytes], digests: dict[str, str],
                 state = worker.state.tasks.get(key)
                 if state is None or state.state in _RELEASED:  # the client cancelled the task
                     pool.cancel(spec.internal_name)
-        outcome = _Outcome(result, root)
-        for relative, stat in _scan(root).items():
-            if written.get(relative) == stat:
-                continue
-            with open(os.path.join(root, relative), "rb") as handle:
-                data = handle.read()
-            if digests.get(relative) != _digest(data):
-                outcome.changed[relative] = data
+        outcome = _Outcome(result, root, run_folder.changes(root, before, since))
         for attribute, path in (("notebook", local.notebook_output_path), ("log", local.log_path)):
             if path and os.path.isfile(path):
                 with open(path, "rb") as handle:
@@ -200,7 +168,7 @@ def run_remote(spec: TaskSpec, files: dict[str, bytes], digests: dict[str, str],
     finally:
         if _owners.get(spec.internal_name) == owner:
             _owners.pop(spec.internal_name, None)
-        shutil.rmtree(root, ignore_errors=True)
+        run_folder.remove(root)
 
 
 # ------------------------------------------------------------------ client side
@@ -212,41 +180,47 @@ class _Workspace:
     def __init__(self, client: Any) -> None:
         self._client = client
         self._lock = threading.Lock()
-        self._hashes: dict[str, tuple[tuple[int, int], str]] = {}  # absolute path -> (stat, digest)
+        # absolute path -> (its entry, digest included, and when it was hashed)
+        self._hashes: dict[str, tuple[run_folder.Entry, int]] = {}
         self._blobs: dict[str, Any] = {}  # digest -> Future of the bytes on the cluster
 
-    def snapshot(self, root: str) -> tuple[dict[str, Any], dict[str, str]]:
-        """``(relative path -> data future, relative path -> digest)`` of the folder as it is now."""
+    def snapshot(self, root: str) -> tuple[run_folder.Tree, dict[str, Any], list[str]]:
+        """The folder as it is now: its tree (file digests included), relative path -> data future of
+        each file, and the symlinks left out as leading outside it."""
         with self._lock:
-            files = _scan(root)
-            digests: dict[str, str] = {}
+            found, outside = run_folder.scan(root)
+            tree: run_folder.Tree = {}
             fresh: dict[str, bytes] = {}
-            for relative, stat in files.items():
-                path = os.path.join(root, relative)
-                known = self._hashes.get(path)
-                if known is not None and known[0] == stat and self._held(known[1]):
-                    digests[relative] = known[1]
-                    continue
-                try:
-                    with open(path, "rb") as handle:
-                        data = handle.read()
-                except OSError:
-                    continue
-                digest = _digest(data)
-                self._hashes[path] = (stat, digest)
-                digests[relative] = digest
-                if not self._held(digest):
-                    fresh[digest] = data
+            for relative, entry in found.items():
+                if entry.kind == run_folder.FILE:
+                    path = os.path.join(root, relative)
+                    known = self._hashes.get(path)
+                    if known is not None and known[0].same_stat(entry) and \
+                            run_folder.settled(entry, known[1]) and self._held(known[0].digest):
+                        entry = dataclasses.replace(entry, digest=known[0].digest)
+                    else:
+                        hashed = time.time_ns()
+                        try:
+                            with open(path, "rb") as handle:
+                                data = handle.read()
+                        except OSError:
+                            continue
+                        entry = dataclasses.replace(entry, digest=run_folder.digest(data))
+                        self._hashes[path] = (entry, hashed)
+                        if not self._held(entry.digest):
+                            fresh[entry.digest] = data
+                tree[relative] = entry
             if fresh:
                 # on every worker, so one dying loses no file; a fresh key, as the old one may be lost
                 keys = {d: f"magnus-file-{d}-{uuid.uuid4().hex[:8]}" for d in fresh}
                 scattered = self._client.scatter({keys[d]: b for d, b in fresh.items()}, broadcast=True)
                 for digest in fresh:
                     self._blobs[digest] = scattered[keys[digest]]
-            live = set(digests.values())  # tasks in flight hold their own references to older contents
-            for digest in [d for d in self._blobs if d not in live]:
+            live = {e.digest for e in tree.values() if e.kind == run_folder.FILE}
+            for digest in [d for d in self._blobs if d not in live]:  # tasks in flight hold their own
                 del self._blobs[digest]
-            return {r: self._blobs[d] for r, d in digests.items()}, digests
+            files = {r: self._blobs[e.digest] for r, e in tree.items() if e.kind == run_folder.FILE}
+            return tree, files, outside
 
     def _held(self, digest: str) -> bool:
         """Whether the cluster still has this content (all workers holding it may have died)."""
@@ -260,7 +234,7 @@ class _Workspace:
 
 
 class _Job:
-    __slots__ = ("spec", "future", "remote", "worker")
+    __slots__ = ("spec", "future", "remote", "worker", "outside")
 
     def __init__(self, spec: TaskSpec) -> None:
         self.spec = spec
@@ -268,6 +242,7 @@ class _Job:
         self.future.set_running_or_notify_cancel()
         self.remote: Any = None
         self.worker = ""  # the worker we placed it on ("" : Dask's choice)
+        self.outside: list[str] = []  # symlinks of the run folder not sent, as they lead outside it
 
 
 class DaskSlots:
@@ -331,11 +306,11 @@ class DaskSlots:
                 raise RuntimeError("cannot submit a task to a closed DaskSlots")
         where = ""
         try:
-            files, digests = self._workspace.snapshot(spec.cwd)
+            tree, files, job.outside = self._workspace.snapshot(spec.cwd)
             key = f"magnus-task-{uuid.uuid4().hex}"
             where = self._place(spec)
             placed = {"workers": [where], "allow_other_workers": True} if where else {}
-            job.remote = self.client.submit(run_remote, spec, files, digests, self._warm, self._token,
+            job.remote = self.client.submit(run_remote, spec, tree, files, self._warm, self._token,
                                             key=key, pure=False, retries=0, **placed)
         except Exception as exc:
             self._unplace(where, spec)
@@ -428,7 +403,7 @@ class DaskSlots:
             return
         try:
             outcome: _Outcome = job.remote.result()
-            result = self._land(job.spec, outcome)
+            result = self._land(job.spec, outcome, job.outside)
         except CancelledError:
             result = _fail(job.spec, "cancelled")
         except Exception as exc:
@@ -436,18 +411,19 @@ class DaskSlots:
         _resolve(job, result)
 
     @staticmethod
-    def _land(spec: TaskSpec, outcome: _Outcome) -> TaskResult:
-        """Write what the task changed into the run folder, its notebook and log into the catalog."""
+    def _land(spec: TaskSpec, outcome: _Outcome, outside: list[str]) -> TaskResult:
+        """Apply what the task changed to the run folder; its notebook and log go into the catalog, with
+        a note for each symlink not sent and each change not applied."""
         result = outcome.result
-        root = Path(spec.cwd)
-        for relative, data in outcome.changed.items():
-            _write(root / relative, data)
+        notes = [f"symlink '{r}' leads out of the run folder: not sent to the Dask worker" for r in outside]
+        notes += run_folder.apply(spec.cwd, outcome.changes)
         result.output_notebook = None
         if outcome.notebook is not None and spec.notebook_output_path:
-            _write(Path(spec.notebook_output_path), outcome.notebook)
+            run_folder.write_file(spec.notebook_output_path, outcome.notebook)
             result.output_notebook = spec.notebook_output_path
-        if outcome.log is not None and spec.log_path:
-            _write(Path(spec.log_path), outcome.log)
+        if spec.log_path and (outcome.log is not None or notes):
+            text = (outcome.log or b"") + "".join(f"magnus-jupyter: {n}\n" for n in notes).encode()
+            run_folder.write_file(spec.log_path, text)
         result.log_path = spec.log_path
         out = os.path.join(outcome.root, _OUT)
         for remote, here in ((os.path.join(out, os.path.basename(spec.notebook_output_path or "-")),
@@ -614,14 +590,6 @@ def _start_forkserver() -> None:
     except BaseException:
         slots._release_forkserver()
         raise
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically: a concurrent reader sees the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,6 +1,6 @@
 """``--executor dask`` on a real LocalCluster of 2 worker processes: same run logs as the local executor.
 
-One cluster serves the module (starting one costs seconds). Workers get the run
+One cluster serves the module (``conftest.py``). Workers get the run
 folder's files with each task in a temporary folder of their own, so these
 tests also show that nothing relies on a shared file system: tasks report
 their working folder and it is never the run folder.
@@ -16,13 +16,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from dask_processes import alive, cluster_processes, wait_gone, wait_until
 
 from magnus_jupyter.executor import _procs
 from magnus_jupyter.executor.dask_slots import DaskSlots
@@ -37,70 +36,6 @@ NAMES = sorted(p.name[: -len(".yaml")] for p in COMPAT.glob("*.yaml") if not p.n
 DEMO = ROOT / "notebooks"
 
 pytestmark = pytest.mark.slow
-
-
-def _tree(pid: int) -> set[int]:
-    """``pid`` and every process under it."""
-    with contextlib.suppress(psutil.NoSuchProcess):
-        return {pid} | {p.pid for p in psutil.Process(pid).children(recursive=True)}
-    return set()
-
-
-def _cluster_processes(slots: DaskSlots) -> set[int]:
-    """The Dask worker processes and everything under them, and (our LocalCluster) the forkserver their
-    task slots are forked by and everything under it: slot workers, zygotes, kernels, tasks."""
-    pids: set[int] = set()
-    for pid in slots.client.run(os.getpid).values():
-        pids |= _tree(pid)
-    server = slots._server
-    if server is not None:
-        pids |= _tree(server._forkserver_pid)
-    return pids
-
-
-def _wait_until(check: Callable[[], Any], what: str, limit: float = 60.0) -> Any:
-    """Poll ``check`` until it returns something true; a generous bound so a stuck run fails, not hangs."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"gave up waiting for {what}")
-
-
-def _alive(pids: set[int]) -> set[int]:
-    alive = set()
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                alive.add(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
-
-
-def _wait_gone(pids: set[int], what: str) -> None:
-    """Every process in ``pids`` ends (within a generous bound); else name the ones left."""
-    try:
-        _wait_until(lambda: not _alive(pids), what, 30)
-    except AssertionError:
-        left = []
-        for pid in _alive(pids):
-            with contextlib.suppress(psutil.NoSuchProcess):
-                left.append(f"{pid}: {' '.join(psutil.Process(pid).cmdline())[:160]}")
-        raise AssertionError(f"{what}: still running:\n" + "\n".join(left)) from None
-
-
-@pytest.fixture(scope="module")
-def dask_slots() -> Iterator[DaskSlots]:
-    slots = DaskSlots(2, warm_kernels=True)
-    try:
-        yield slots
-    finally:
-        started = _cluster_processes(slots)
-        slots.close()
-        _wait_gone(started, "the cluster's processes end")
 
 
 def _copy_demo(folder: Path) -> None:
@@ -278,8 +213,8 @@ def test_a_killed_worker_fails_the_attempt_with_a_reason_and_the_retry_runs(tmp_
         run_pipeline(load_yaml(tmp_path / "p.yaml"), run_id="killed", cwd=tmp_path, slots=dask_slots)))
     run.start()
     try:
-        _wait_until(lambda: _sleepers(f"sleep {marker}"), "the task's sleep to start")
-        address = _wait_until(lambda: _worker_running_a_task(dask_slots), "the scheduler to show the task")
+        wait_until(lambda: _sleepers(f"sleep {marker}"), "the task's sleep to start")
+        address = wait_until(lambda: _worker_running_a_task(dask_slots), "the scheduler to show the task")
         pid = dask_slots.client.run(os.getpid, workers=[address])[address]
         os.kill(pid, signal.SIGKILL)
     finally:
@@ -290,7 +225,7 @@ def test_a_killed_worker_fails_the_attempt_with_a_reason_and_the_retry_runs(tmp_
     assert [a["status"] for a in step["attempts"]] == ["FAIL", "SUCCESS"]
     assert "the Dask worker running the task died (KilledWorker" in step["attempts"][0]["message"]
     assert result.status == "SUCCESS"
-    _wait_until(lambda: not _sleepers(f"sleep {marker}"), "the killed worker's task process to end", 30)
+    wait_until(lambda: not _sleepers(f"sleep {marker}"), "the killed worker's task process to end", 30)
     dask_slots.client.wait_for_workers(2, timeout=60)  # the nanny restarts it, for the tests after this one
 
 
@@ -320,7 +255,7 @@ def test_cancel_stops_the_task_on_the_worker(tmp_path: Path, dask_slots: DaskSlo
                      cancel=cancel)))
     run.start()
     try:
-        _wait_until(lambda: _sleepers(f"sleep {marker}"), "the task's sleep to start")
+        wait_until(lambda: _sleepers(f"sleep {marker}"), "the task's sleep to start")
         cancel.set()
     finally:
         run.join(120)
@@ -328,7 +263,7 @@ def test_cancel_stops_the_task_on_the_worker(tmp_path: Path, dask_slots: DaskSlo
     result = results[0]
     assert result.status == "FAIL"
     assert result.run_log["steps"]["slow"]["message"].startswith("cancelled")
-    _wait_until(lambda: not _sleepers(f"sleep {marker}"), "the cancelled task's process to end", 30)
+    wait_until(lambda: not _sleepers(f"sleep {marker}"), "the cancelled task's process to end", 30)
 
 
 def test_closing_leaves_no_process_of_the_cluster(tmp_path: Path) -> None:
@@ -346,15 +281,15 @@ def test_closing_leaves_no_process_of_the_cluster(tmp_path: Path) -> None:
         assert result.status == "SUCCESS", result.run_log
         assert result.parameters == {"n_rows": 2000}
         # cell progress from the worker reaches this process (events, hence the widget), in order
-        _wait_until(lambda: any(done == total for _, done, total in progress), "the last cell's progress")
+        wait_until(lambda: any(done == total for _, done, total in progress), "the last cell's progress")
         total = progress[-1][2]
         assert total >= 3 and progress == [("f", done, total) for done in range(1, total + 1)]
-        started = _cluster_processes(slots)
+        started = cluster_processes(slots)
         # a Dask worker, the slots' forkserver, a slot worker, its zygote, a kernel at least
         assert len(started) >= 5
     finally:
         slots.close()
-    _wait_gone(started, "every process of the cluster ends")
+    wait_gone(started, "every process of the cluster ends")
 
 
 def test_magnus_run_in_a_notebook_uses_the_named_scheduler(tmp_path: Path, dask_slots: DaskSlots,
@@ -412,13 +347,13 @@ def test_a_prepared_cluster_is_adopted_and_a_spare_one_closes(tmp_path: Path, co
         result = run_pipeline(load_yaml(tmp_path / "p.yaml"), parameters=parameters, run_id="early",
                               cwd=tmp_path, slots=slots)
         assert result.status == "SUCCESS", result.run_log
-        ours = _cluster_processes(slots)
+        ours = cluster_processes(slots)
         spare.close()
-        _wait_gone(_descendants() - before - ours, "the spare cluster's processes end")
-        assert _alive(ours) == ours  # closing the spare left the adopted cluster alone
+        wait_gone(_descendants() - before - ours, "the spare cluster's processes end")
+        assert alive(ours) == ours  # closing the spare left the adopted cluster alone
     finally:
         slots.close()
-    _wait_gone(ours, "the adopted cluster's processes end")
+    wait_gone(ours, "the adopted cluster's processes end")
 
 
 def test_the_last_cluster_closed_stops_the_forkserver_and_tracker_it_started() -> None:
