@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .text import one_line
+
 
 @dataclass(frozen=True)
 class Problem:
-    """One located complaint: where (file:line and/or step path) and what."""
+    """One located complaint: where (file:line and/or step path) and what; always one line."""
 
     message: str
     step: str | None = None
@@ -26,7 +28,7 @@ class Problem:
         elif self.line:
             place = f"line {self.line}: "
         who = f"step '{self.step}': " if self.step else ""
-        return f"{place}{who}{self.message}"
+        return one_line(f"{place}{who}{self.message}")  # a name may hold a newline or an escape
 
 
 class PipelineError(Exception):

@@ -24,6 +24,7 @@ from .model import (
     Task,
     join_name,
 )
+from .text import has_control
 
 
 @contextmanager
@@ -138,6 +139,8 @@ def _check_step(internal: str, step: Step) -> list[Problem]:
             "(magnus uses them in internal names)")
     if not step.name.strip():
         add("a step name may not be empty")
+    if has_control(step.name):
+        add("a step name may not hold a newline, tab or other control character")
     if isinstance(step, Success | Fail):
         given = [k for k in ("next", "on_failure") if getattr(step, k) is not None] + list(step.extras)
         if given:
@@ -163,6 +166,8 @@ def _check_step(internal: str, step: Step) -> list[Problem]:
     for name in step.branches():
         if any(c in name for c in RESERVED_CHARACTERS) and not isinstance(step, Map):
             add(f"branch name {name!r} may not contain '.' or '%'", "branches")
+        elif has_control(name):
+            add(f"branch name {name!r} may not hold a newline, tab or other control character", "branches")
     return out
 
 
