@@ -52,6 +52,9 @@ class PipelineYAMLError(PipelineError):
     """The pipeline file cannot be read or parsed as YAML."""
 
 
+SHOWN_PROBLEMS = 100  # a ValidationError's message lists this many; ``problems`` holds them all
+
+
 class ValidationError(PipelineError):
     """The pipeline breaks one or more of magnus' rules; carries every problem found."""
 
@@ -60,8 +63,11 @@ class ValidationError(PipelineError):
             problems = [Problem(problems)]
         self.problems = list(problems)
         count = len(self.problems)
-        head = "invalid pipeline" + (f" ({count} problems)" if count > 1 else "")
-        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+        head = "invalid pipeline" + (f" ({count:,} problems)" if count > 1 else "")
+        lines = [f"  {p}" for p in self.problems[:SHOWN_PROBLEMS]]
+        if count > SHOWN_PROBLEMS:  # a step repeated by aliases repeats its problem too
+            lines.append(f"  … and {count - SHOWN_PROBLEMS:,} more")
+        super().__init__(head + ":\n" + "\n".join(lines))
 
     def __reduce__(self) -> tuple[type, tuple[list[Problem]]]:  # type: ignore[override]
         return (self.__class__, (self.problems,))
