@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import gc
 import graphlib
+import posixpath
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from .errors import Problem, ValidationError
 from .model import (
+    CATALOG_FOLDER,
     RESERVED_CHARACTERS,
+    RUN_LOG_FOLDER,
     Fail,
     Map,
     Pipeline,
     Source,
     Step,
+    Stub,
     Success,
     Task,
     join_name,
@@ -168,6 +173,51 @@ def _check_step(internal: str, step: Step) -> list[Problem]:
             add(f"branch name {name!r} may not contain '.' or '%'", "branches")
         elif has_control(name):
             add(f"branch name {name!r} may not hold a newline, tab or other control character", "branches")
+    if isinstance(step, Task | Stub) and step.catalog is not None:
+        for message in _catalog_problems(step.catalog):
+            add(message, "catalog")
+    return out
+
+
+def catalog_pattern_problem(pattern: Any) -> str | None:
+    """Why a catalog ``get``/``put`` pattern is refused, or None.
+
+    A pattern is a glob relative to the run folder (``get``: to the run's
+    catalog): it may not be empty or absolute, go up with ``..`` or reach into
+    the run records, so a file is never read from or written outside them.
+    """
+    if not isinstance(pattern, str):
+        return "must be text"
+    if not pattern.strip():
+        return "is empty; give a file or a glob such as data/*.csv"
+    if has_control(pattern):
+        return "holds a control character"
+    if pattern.startswith("/"):
+        return "is absolute; catalog patterns are relative to the run folder"
+    if ".." in pattern.split("/"):
+        return "goes up with '..'; catalog patterns stay inside the run folder"
+    first = posixpath.normpath(pattern).split("/")[0]
+    if first == ".":
+        return "names the run folder itself; give a file or a glob such as data/*.csv"
+    if first in (CATALOG_FOLDER, RUN_LOG_FOLDER):
+        return f"reaches into the run records ({first}); catalog patterns name the run's own files"
+    return None
+
+
+def _catalog_problems(catalog: Any) -> list[str]:
+    """The catalog field's problems (the SDK builds it without the YAML loader's shape checks)."""
+    if not isinstance(catalog, dict):
+        return ["catalog must be a mapping with 'get' and/or 'put' lists"]
+    out = []
+    for stage in ("get", "put"):
+        patterns = catalog.get(stage) or []
+        if not isinstance(patterns, list):
+            out.append(f"catalog '{stage}' must be a list of file patterns, found {type(patterns).__name__}")
+            continue
+        for pattern in patterns:
+            why = catalog_pattern_problem(pattern)
+            if why:
+                out.append(f"catalog {stage} pattern {pattern!r} {why}")
     return out
 
 

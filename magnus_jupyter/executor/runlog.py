@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ExecutionError
+from ..model import CATALOG_FOLDER as CATALOG_FOLDER  # re-exported: the executor imports them from here
+from ..model import RUN_LOG_FOLDER as RUN_LOG_FOLDER
 
-RUN_LOG_FOLDER = ".run_log_store"
-CATALOG_FOLDER = ".catalog"
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once: mkstemp makes 0600 files; the log should be as readable as any other
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")

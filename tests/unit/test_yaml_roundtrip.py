@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from magnus_jupyter.errors import Problem
 from magnus_jupyter.model import Dag, Fail, Map, Parallel, Pipeline, Stub, Success, Task
-from magnus_jupyter.validate import validate
+from magnus_jupyter.validate import catalog_pattern_problem, validate
 from magnus_jupyter.yaml_io import load_yaml, parse_yaml, to_yaml
 
 COMPAT = Path(__file__).resolve().parents[1] / "data" / "compat" / "magnus-0.5"
@@ -167,13 +167,18 @@ TEXT = st.text(st.characters(blacklist_categories=("Cs",)),
                min_size=1, max_size=40).filter(lambda s: bool(s.strip()))
 IDENT = st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True)
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), TEXT)
+# catalog patterns: relative globs that stay in the run folder (validate refuses the others)
+_PART = st.text(st.characters(blacklist_characters="/", blacklist_categories=("Cs", "Cc", "Zl", "Zp")),
+                min_size=1, max_size=8)
+PATTERNS = st.lists(_PART, min_size=1, max_size=3).map("/".join).filter(
+    lambda p: catalog_pattern_problem(p) is None)
 EXTRA_KEYS = NAMES.filter(lambda k: k not in {"type", "next", "on_failure", "catalog"})
 
 
 @st.composite
 def catalogs(draw: st.DrawFn) -> dict[str, list[str]] | None:
     keys = draw(st.sets(st.sampled_from(["get", "put"])))
-    return {k: draw(st.lists(TEXT, max_size=3)) for k in sorted(keys)} or None
+    return {k: draw(st.lists(PATTERNS, max_size=3)) for k in sorted(keys)} or None
 
 
 @st.composite
