@@ -13,10 +13,11 @@ import re
 # ANSI sequences (CSI ... final byte; OSC/DCS/APC ... BEL or ST; two-byte ESC x), removed whole
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?"
                    r"|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]")
-# what is left of control characters, C1 controls, line separators and bidi overrides, shown escaped
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-# characters a file name derived from a step name leaves out (besides the path separator)
-_NOT_IN_FILE_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069/]")
+# control characters but tab and newline, C1 controls, line separators and bidi overrides
+_CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[{_CONTROLS}]")  # shown escaped (tab and newline are fine on a terminal)
+_NOT_IN_NAMES = re.compile(f"[\t\n{_CONTROLS}]")
+_NOT_IN_FILE_NAMES = re.compile(f"[\t\n/{_CONTROLS}]")
 FILE_STEM_BYTES = 150  # leaves room for suffixes (".attempt12_out.ipynb", temp-file marks) under 255
 
 
@@ -43,7 +44,7 @@ def _escaped(value: str, newlines: bool) -> str:
 
 def has_control(text: str) -> bool:
     """Whether ``text`` holds a newline, tab or other control character (no name should)."""
-    return "\n" in text or "\t" in text or _CONTROL.search(text) is not None
+    return _NOT_IN_NAMES.search(text) is not None
 
 
 def file_stem(name: str, simple: str, limit: int = FILE_STEM_BYTES) -> str:

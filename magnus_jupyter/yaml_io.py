@@ -98,12 +98,12 @@ class _FastResolver:
         return self.DEFAULT_SEQUENCE_TAG
 
     _depth = 0  # of the node being constructed: libyaml bounds flow nesting only, this bounds both
-    _shared = False  # whether an alias (or merge key) reused a node, so sizes must be counted
+    _aliased = False  # whether an alias (or merge key) reused a node, so sizes must be counted
 
     def construct_object(self, node: Any, deep: bool = False) -> Any:
         """PyYAML's constructors raise bare ValueError & co. for e.g. ``!!int next``: give them a line."""
         if node in self.constructed_objects:  # type: ignore[attr-defined]
-            self._shared = True
+            self._aliased = True
             return self.constructed_objects[node]  # type: ignore[attr-defined]
         if self._depth >= MAX_NESTING:
             raise _LocatedError(_TOO_DEEP, node.start_mark.line + 1)
@@ -276,7 +276,7 @@ def parse_yaml(text: str, file: str | None = None) -> Any:
                 data = loader.get_single_data()
             finally:
                 loader.dispose()
-            if loader._shared:
+            if loader._aliased:
                 _check_size(data)
             return data
     except yaml.MarkedYAMLError as exc:

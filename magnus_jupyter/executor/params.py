@@ -40,9 +40,7 @@ def load_parameters_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         where = f"{path}:{line}" if line else str(path)
         if not isinstance(key, str) or not key:
             raise ParameterError(f"{where}: parameter names must be text, found {key!r}")
-        refused = non_finite(value)
-        if refused:
-            raise ParameterError(f"{where}: parameter {key!r} holds {refused}; {NOT_IN_JSON}")
+        _finite(value, f"{where}: parameter {key!r}")
     return _plain(data)
 
 
@@ -64,6 +62,14 @@ def non_finite(value: Any) -> str | None:
     return None
 
 
+def _finite(value: Any, what: str) -> Any:
+    """``value``, or a ParameterError naming ``what`` (where the value came from) if it is not finite."""
+    refused = non_finite(value)
+    if refused:
+        raise ParameterError(f"{what} holds {refused}; {NOT_IN_JSON}")
+    return value
+
+
 def _plain(value: Any) -> Any:
     """The YAML loader's line-tracking mappings as ordinary dicts (they go to JSON and pickles)."""
     if isinstance(value, dict):
@@ -79,11 +85,7 @@ def parse_param(text: str) -> tuple[str, Any]:
     key = key.strip()
     if not sep or not key:
         raise ParameterError(f"--param {text!r}: expected NAME=VALUE (VALUE as JSON, or plain text)")
-    value = decode_value(raw)
-    refused = non_finite(value)
-    if refused:
-        raise ParameterError(f"--param {text!r}: {refused} is not a parameter value; {NOT_IN_JSON}")
-    return key, value
+    return key, _finite(decode_value(raw), f"--param {text!r}")
 
 
 def decode_value(raw: str) -> Any:
@@ -100,11 +102,7 @@ def environment_parameters(environ: Mapping[str, str] | None = None) -> dict[str
     out = {}
     for name, text in environ.items():
         if name.startswith(PARAMETER_PREFIX) and len(name) > len(PARAMETER_PREFIX):
-            value = decode_value(text)
-            refused = non_finite(value)
-            if refused:
-                raise ParameterError(f"environment variable {name}: {refused} is not a parameter value; "
-                                     f"{NOT_IN_JSON}")
+            value = _finite(decode_value(text), f"environment variable {name}")
             out[name[len(PARAMETER_PREFIX):].lower()] = value
     return out
 
@@ -165,9 +163,7 @@ class ParameterStore:
         self._lock = threading.Lock()
         self._values: dict[str, Any] = copy.deepcopy(dict(initial or {}))
         for name, value in self._values.items():  # given in code (run_pipeline): the CLI named the source
-            refused = non_finite(value)
-            if refused:
-                raise ParameterError(f"parameter {name!r} holds {refused}; {NOT_IN_JSON}")
+            _finite(value, f"parameter {name!r}")
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
