@@ -194,8 +194,11 @@ def catalog_pattern_problem(pattern: Any) -> str | None:
         return "holds a control character"
     if pattern.startswith("/"):
         return "is absolute; catalog patterns are relative to the run folder"
-    if ".." in pattern.split("/"):
+    parts = pattern.split("/")
+    if ".." in parts:
         return "goes up with '..'; catalog patterns stay inside the run folder"
+    if any("**" in part and part != "**" for part in parts):
+        return "uses '**' inside a name; '**' (any folders) must be a whole component: data/**/*.csv"
     first = posixpath.normpath(pattern).split("/")[0]
     if first == ".":
         return "names the run folder itself; give a file or a glob such as data/*.csv"

@@ -124,6 +124,7 @@ ESCAPES = [
     ("get", ".run_log_store/runA.json", "reaches into the run records"),
     ("put", ".catalog/runA/local.txt", "reaches into the run records"),
     ("put", "data/\nok.txt", "holds a control character"),
+    ("get", "data/a**", "uses '**' inside a name"),  # pathlib's glob raises ValueError on it
 ]
 
 
