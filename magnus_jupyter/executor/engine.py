@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 from ..errors import ExecutionError
 from ..model import Dag, Fail, Map, Parallel, Pipeline, Step, Stub, Success, Task, join_name
+from ..text import file_stem
 from . import events as ev
 from .catalog import Catalog, CatalogError
 from .params import ParameterStore, WriteLog, changed
@@ -100,7 +101,8 @@ class _Scope:
 
 
 def _safe(name: str) -> str:
-    return name.replace(" ", "_").replace(os.sep, "_")
+    """A file-name stem for an internal name: readable, one path component, bounded in length."""
+    return file_stem(name, name.replace(" ", "_").replace(os.sep, "_"))
 
 
 def attempt_paths(folder: Path, internal: str, kind: str, attempt: int) -> tuple[str, str | None]:
