@@ -211,9 +211,14 @@ def _chromium_or_skip() -> str:
     pytest.fail(f"no Chromium at {CHROMIUM}: run `make setup` (it installs Debian's chromium with apt-get)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Debian's Chromium driven by Playwright (sync API); never a downloaded browser."""
+    """Debian's Chromium driven by Playwright (sync API); never a downloaded browser.
+
+    Per module, not per session: Playwright's sync API keeps an event loop running in the main
+    thread, and Chromium starts helper processes when it likes; neither may outlive the browser
+    tests into the rest of the suite (the engine takes a running loop for a Jupyter cell's, and
+    the fault tests count every process that appears)."""
     executable = _chromium_or_skip()
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True,
