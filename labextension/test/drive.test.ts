@@ -2,7 +2,14 @@ import { describe, expect, it } from 'vitest';
 
 import type { ServerConnection } from '@jupyterlab/services';
 
-import { isRecordPath, MagnusDrive, readOnlyRefusal, recordUrl, requestFailure } from '../src/drive';
+import {
+  isRecordPath,
+  MagnusDrive,
+  readOnlyRefusal,
+  recordPathProblem,
+  recordUrl,
+  requestFailure
+} from '../src/drive';
 
 describe('which paths are run records', () => {
   it('takes paths whose hidden folders are all magnus record folders', () => {
@@ -55,5 +62,49 @@ describe('the drive is read-only', () => {
 
   it('is named magnus, so magnus:<path> opens through it', () => {
     expect(drive.name).toBe('magnus');
+  });
+});
+
+describe('the drive refuses escapes itself, before any request', () => {
+  const settings = { baseUrl: 'http://127.0.0.1:1/base/' } as ServerConnection.ISettings;
+  const hostile: [string, RegExp][] = [
+    ['nb/.catalog/../../etc/passwd', /'\.\.' part/],
+    ['.catalog/run-1/../../../api/contents/secret.txt', /'\.\.' part/],
+    ['../.catalog/x.ipynb', /'\.\.' part/],
+    ['.catalog/..', /'\.\.' part/],
+    ['/etc/passwd', /not a path below/],
+    ['/nb/.catalog/x.log', /not a path below/],
+    ['', /not a path below/],
+    ['nb\\.catalog\\..\\..\\x', /backslash/],
+    ['.catalog/run-1/a\0.ipynb', /NUL/],
+    ['.catalog//x.log', /empty or '\.' part/],
+    ['.catalog/./x.log', /empty or '\.' part/],
+    ['nb/secret.txt', /not in a \.catalog or \.run_log_store folder/]
+  ];
+
+  it.each(hostile)('refuses %j with the reason, and asks the server nothing', async (path, reason) => {
+    const asked: string[] = [];
+    const record = async (url: string): Promise<Response> => {
+      asked.push(url);
+      return new Response('{}', { status: 200 });
+    };
+    const drive = new MagnusDrive(settings, record);
+    expect(recordPathProblem(path)).toMatch(reason);
+    await expect(drive.get(path)).rejects.toThrow(reason);
+    await expect(drive.get(path, { content: false })).rejects.toThrow(`Cannot read the run record ${path}: `);
+    await expect(drive.getDownloadUrl(path)).rejects.toThrow(reason);
+    expect(asked).toEqual([]);
+  });
+
+  it('asks the server for a plain record path, once', async () => {
+    const asked: string[] = [];
+    const record = async (url: string): Promise<Response> => {
+      asked.push(url);
+      return new Response(JSON.stringify({ path: 'nb/.catalog/run-1/a.log' }), { status: 200 });
+    };
+    const drive = new MagnusDrive(settings, record);
+    expect(recordPathProblem('nb/.catalog/run-1/a.log')).toBeNull();
+    await drive.get('nb/.catalog/run-1/a.log');
+    expect(asked).toEqual(['http://127.0.0.1:1/base/magnus-jupyter/api/contents/nb/.catalog/run-1/a.log']);
   });
 });
