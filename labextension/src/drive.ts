@@ -26,6 +26,14 @@ export function isRecordPath(path: string): boolean {
 }
 
 /**
+ * Whether a document path (as a Lab context has it, a drive's name in front or not) is a run record:
+ * `magnus:nb/.catalog/...` as much as `nb/.catalog/...` opened from a server that serves hidden files.
+ */
+export function isRecordDocument(path: string): boolean {
+  return isRecordPath(path.replace(/^[^/:]+:/, ''));
+}
+
+/**
  * Why `path` is not a plain path to a run record below the server's root, or null when it is one.
  * The drive refuses these itself rather than leave them to the server: the browser resolves `..`
  * in a URL before it is sent, so `a/../../api/...` would reach another endpoint, not be refused.

@@ -10,11 +10,12 @@
  * Run records live in hidden folders (`.catalog/`, `.run_log_store/`), which a default
  * Jupyter server's contents API refuses: those open read-only through the "magnus" drive
  * (drive.ts) unless the server itself serves them (started with allow_hidden), where they
- * open as any file.
+ * open as any file. However a record opens, no kernel starts for it (index.ts).
  *
  * Only type imports from JupyterLab, so the pure parts run in vitest under node.
  */
 import type { JupyterFrontEnd } from '@jupyterlab/application';
+import type { ISessionContext } from '@jupyterlab/apputils';
 import type { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import type { IDisposable } from '@lumino/disposable';
 import type { Widget } from '@lumino/widgets';
@@ -48,6 +49,13 @@ export const LINK_SELECTOR = 'a[data-magnus-path]';
 
 /** The id prefix of the panel beside a notebook with the commands' outputs (index.ts). */
 export const OUTPUT_PANEL_PREFIX = 'magnus-output-';
+
+/** A run record's kernel preference: no kernel, started or chosen; it is what ran, opened to read. */
+export function recordKernelPreference(
+  preference: ISessionContext.IKernelPreference
+): ISessionContext.IKernelPreference {
+  return { ...preference, shouldStart: false, canStart: false, autoStartDefault: false };
+}
 
 /** The link's request, or null when its attributes are not a usable magnus link. */
 export function parseLink(element: IAttributes): IMagnusLink | null {

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { ServerConnection } from '@jupyterlab/services';
 
 import {
+  isRecordDocument,
   isRecordPath,
   MagnusDrive,
   readOnlyRefusal,
@@ -23,6 +24,21 @@ describe('which paths are run records', () => {
     expect(isRecordPath('nb/.ssh/id_rsa')).toBe(false);
     expect(isRecordPath('.catalog/run-1/.secret')).toBe(false);
     expect(isRecordPath('.git/.catalog/x')).toBe(false);
+  });
+});
+
+describe('which documents are run records', () => {
+  it('takes a record through the magnus drive or as a plain path, at any depth', () => {
+    expect(isRecordDocument('magnus:nb/.catalog/run-1/a_out.ipynb')).toBe(true);
+    expect(isRecordDocument('magnus:.catalog/run-1/a_out.ipynb')).toBe(true);
+    expect(isRecordDocument('nb/.catalog/run-1/a_out.ipynb')).toBe(true);
+    expect(isRecordDocument('.run_log_store/run-1.json')).toBe(true);
+  });
+
+  it('takes nothing else', () => {
+    expect(isRecordDocument('nb/driver.ipynb')).toBe(false);
+    expect(isRecordDocument('magnus:nb/driver.ipynb')).toBe(false);
+    expect(isRecordDocument('RTC:.ssh/x.ipynb')).toBe(false);
   });
 });
 

@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 
-import { isActivationKey, isPlainClick, openFailure, openPath, parseLink, resolvePath } from '../src/open';
+import {
+  isActivationKey,
+  isPlainClick,
+  openFailure,
+  openPath,
+  parseLink,
+  recordKernelPreference,
+  resolvePath
+} from '../src/open';
 
 /** Attributes as the DOM hands them over (HTML entities already decoded). */
 const attrs = (values: Record<string, string>) => ({
@@ -111,5 +119,19 @@ describe('where a link opens', () => {
     expect(openPath('nb/.catalog/run-1/a_out.ipynb', true)).toBe('nb/.catalog/run-1/a_out.ipynb');
     expect(openPath('nb/out/a_out.ipynb', false)).toBe('nb/out/a_out.ipynb');
     expect(openPath('nb/.secret/a.ipynb', false)).toBe('nb/.secret/a.ipynb');
+  });
+});
+
+describe('a run record never has a kernel', () => {
+  it('neither starts nor may start one, whatever it preferred, and keeps the rest', () => {
+    const preference = { name: 'python3', language: 'python', shouldStart: true, canStart: true, autoStartDefault: true };
+    expect(recordKernelPreference(preference)).toEqual({
+      name: 'python3',
+      language: 'python',
+      shouldStart: false,
+      canStart: false,
+      autoStartDefault: false
+    });
+    expect(recordKernelPreference({})).toMatchObject({ shouldStart: false, canStart: false });
   });
 });
