@@ -17,7 +17,7 @@ import { DisposableSet } from '@lumino/disposable';
 import { isRecordDocument, MagnusDrive } from './drive';
 import { magnusHighlight } from './highlight';
 import { exportYamlCode, isMagnusLoaded } from './kernel';
-import { interceptLinks, OUTPUT_PANEL_PREFIX, recordKernelPreference } from './open';
+import { interceptLinks, landOnLinkedCell, OUTPUT_PANEL_PREFIX, recordKernelPreference } from './open';
 
 const PLUGIN_ID = 'magnus-jupyter-labextension:plugin';
 
@@ -127,8 +127,11 @@ function activate(
   // Run records in hidden folders, read-only through the server extension, for a default server (drive.ts).
   const contents = app.serviceManager.contents;
   contents.addDrive(new MagnusDrive(contents.serverSettings, ServerConnection.makeRequest));
-  // DAG widget links: open a task's output in a Lab tab, at the failing cell (open.ts).
-  interceptLinks(app, tracker, error => void showErrorMessage('Open task output', error as Error));
+  // DAG widget links: open a task's output in a Lab tab, at the failing cell (open.ts);
+  // in Notebook 7 a new browser tab, whose page lands on the cell itself.
+  const reportOpen = (error: unknown): void => void showErrorMessage('Open task output', error as Error);
+  interceptLinks(app, tracker, reportOpen);
+  landOnLinkedCell(app, tracker, reportOpen);
 
   const notifyAll = (): void => COMMANDS.forEach(c => commands.notifyCommandChanged(c.id));
   const state = new LoadedState(notifyAll);
