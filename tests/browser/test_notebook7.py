@@ -20,10 +20,10 @@ from playwright.sync_api import Locator, Page, expect
 
 from .conftest import Lab
 from .test_extension_open import OPENED, RUN, _pipeline, assert_no_record_kernels, wait_session_settled
+from .test_lab import KERNEL_START, _run_all
 
 pytestmark = pytest.mark.slow
 
-KERNEL_START = 90_000  # ms for the driver's kernel to start and go idle on a loaded 2-core machine
 FOLDER = "nb7_open"
 
 # The one document of a Notebook 7 page, read in one go: its path, whether it may be written,
@@ -68,10 +68,8 @@ def _wait_kernel_idle(page: Page) -> None:
         timeout=KERNEL_START)
 
 
-def _run_all(page: Page, cells: int) -> None:
-    """Run > Run All Cells from Notebook 7's menu, then wait for every prompt to show a count."""
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator(".lm-Menu").get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
+def _wait_all_ran(page: Page, cells: int) -> None:
+    """Every code cell shows an execution count, then the kernel is idle (Notebook 7 has no status bar)."""
     deadline = time.monotonic() + RUN / 1000
     prompts = page.locator(".jp-NotebookPanel .jp-CodeCell .jp-InputArea-prompt")
     expect(prompts).to_have_count(cells)
@@ -110,7 +108,8 @@ def test_a_failed_node_opens_its_record_at_the_failing_cell_without_a_kernel(
     page.goto(_page(notebook7, "notebooks", f"{FOLDER}/driver.ipynb"), timeout=KERNEL_START)
     page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=KERNEL_START)
     _wait_kernel_idle(page)
-    _run_all(page, 3)
+    _run_all(page)  # Run > Run All Cells: Notebook 7's menu is Lab's
+    _wait_all_ran(page, 3)
     output = page.locator(".jp-NotebookPanel .jp-CodeCell").nth(2).locator(".jp-OutputArea").first
     failed = output.locator('svg[id^="magnus-dag-"] a[data-magnus-cell]')
     expect(failed).to_have_count(1, timeout=RUN)
