@@ -227,6 +227,28 @@ async function serverServes(app: JupyterFrontEnd, path: string): Promise<boolean
   }
 }
 
+/** How long a cell landed on is kept in view while its page settles, unless the reader moves first. */
+const SETTLE_MS = 10_000;
+
+/**
+ * Keep `cell` centred while the notebook's content (`content`) changes size: scrollToItem reckons
+ * with estimated heights, and outputs and fonts still render after it on a page that has just
+ * opened (Notebook 7's), pushing the cell out of view. Ends at the reader's first wheel, key,
+ * pointer or touch, or after SETTLE_MS.
+ */
+function keepInView(content: HTMLElement, cell: HTMLElement): void {
+  const events = ['wheel', 'keydown', 'pointerdown', 'touchstart'];
+  const observer = new ResizeObserver(() => cell.scrollIntoView({ block: 'center' })); // and once on observe
+  const stop = (): void => {
+    observer.disconnect();
+    clearTimeout(timer);
+    events.forEach(name => window.removeEventListener(name, stop, true));
+  };
+  const timer = setTimeout(stop, SETTLE_MS);
+  events.forEach(name => window.addEventListener(name, stop, true));
+  observer.observe(content);
+}
+
 /** Make `widget` the current document and its cell `cell` active, in command mode, scrolled into view. */
 async function showCell(app: JupyterFrontEnd, widget: NotebookPanel, cell: number | null): Promise<void> {
   await widget.context.ready;
@@ -240,10 +262,9 @@ async function showCell(app: JupyterFrontEnd, widget: NotebookPanel, cell: numbe
   notebook.activeCellIndex = cell;
   notebook.deselectAll();
   await notebook.scrollToItem(cell, 'center');
-  // scrollToItem reckons with estimated heights for cells not measured yet (a page still laying
-  // out, as Notebook 7's is when it opens): a frame later the DOM knows where the cell is
-  await new Promise(resolve => requestAnimationFrame(resolve));
-  notebook.activeCell?.node.scrollIntoView({ block: 'center' });
+  if (notebook.activeCell) {
+    keepInView(notebook.viewportNode, notebook.activeCell.node);
+  }
   notebook.mode = 'command';
   notebook.node.focus(); // a keyboard user lands on the failing cell, arrows move from there
 }
