@@ -66,6 +66,12 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _nested(depth: int) -> str:
+    """A notebook whose metadata holds lists nested ``depth`` deep."""
+    return '{"cells": [], "metadata": {"deep": ' + "[" * depth + "]" * depth + '}, "nbformat": 4, ' \
+           '"nbformat_minor": 5}'
+
+
 def _layout(root: Path, outside: Path) -> None:
     """Records where magnus writes them, plus what must stay refused."""
     nb = nbformat.v4.new_notebook()
@@ -84,6 +90,14 @@ def _layout(root: Path, outside: Path) -> None:
     (root / "nb/.catalog/run-1/escape.txt").symlink_to(outside / "escaped.txt")
     (root / "nb/.catalog/run-1/key.txt").symlink_to(root / ".secret" / "key.txt")
     (root / "nb/.catalog/linked").symlink_to(root / "nb/.catalog/run-1")
+    loop = root / "nb/.catalog/loop"  # hostile: a symlink loop, a FIFO, notebooks nested too deep
+    loop.mkdir()
+    (loop / "a").symlink_to(loop / "b")
+    (loop / "b").symlink_to(loop / "a")
+    os.mkfifo(loop / "fifo")
+    (root / "nb/.catalog/deep").mkdir()
+    (root / "nb/.catalog/deep/very.ipynb").write_text(_nested(100_000), encoding="utf-8")
+    (root / "nb/.catalog/deep/deeper.ipynb").write_text(_nested(900), encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -241,11 +255,6 @@ def test_a_file_swapped_with_a_symlink_never_serves_the_link_target(server: Serv
     assert served + refused == len(statuses), sorted(set(statuses))
 
 
-def _nested(depth: int) -> str:
-    return '{"cells": [], "metadata": {"deep": ' + "[" * depth + "]" * depth + '}, "nbformat": 4, ' \
-           '"nbformat_minor": 5}'
-
-
 @pytest.mark.parametrize(("path", "status"), [
     ("nb/.catalog/run-1/a%00b.txt", 400),
     ("nb/.catalog/run-1/" + "n" * 300 + ".txt", 400),
@@ -257,16 +266,6 @@ def _nested(depth: int) -> str:
 ])
 def test_hostile_paths_and_files_get_a_4xx_with_a_short_reason(server: Server, path: str,
                                                                 status: int) -> None:
-    loop = server.root / "nb/.catalog/loop"
-    if not loop.exists():
-        loop.mkdir()
-        (loop / "a").symlink_to(loop / "b")
-        (loop / "b").symlink_to(loop / "a")
-        os.mkfifo(loop / "fifo")
-        deep = server.root / "nb/.catalog/deep"
-        deep.mkdir()
-        (deep / "very.ipynb").write_text(_nested(100_000), encoding="utf-8")
-        (deep / "deeper.ipynb").write_text(_nested(900), encoding="utf-8")
     got, body = server.get(ROUTE + path)
     assert got == status and "content" not in body, (got, str(body)[:500])
     message = str(body.get("message"))
