@@ -148,8 +148,10 @@ def _cmd(proc: psutil.Process) -> str:
 
 
 @contextmanager
-def _running_lab(tmp_path_factory: pytest.TempPathFactory, name: str, allow_hidden: bool) -> Iterator[Lab]:
-    """A real JupyterLab on 127.0.0.1 over a temp copy of notebooks/, stopped with all its kernels."""
+def _running_lab(tmp_path_factory: pytest.TempPathFactory, name: str, allow_hidden: bool,
+                 app: str = "lab") -> Iterator[Lab]:
+    """A real JupyterLab (or Notebook 7: app "notebook") on 127.0.0.1 over a temp copy of notebooks/,
+    stopped with all its kernels."""
     work = tmp_path_factory.mktemp(name)
     shutil.copytree(NOTEBOOKS, work / "notebooks", ignore=shutil.ignore_patterns(
         ".ipynb_checkpoints", ".run_log_store", ".catalog", "__pycache__"))
@@ -165,10 +167,10 @@ def _running_lab(tmp_path_factory: pytest.TempPathFactory, name: str, allow_hidd
     env = dict(os.environ)  # carries JUPYTER_*_DIR and IPYTHONDIR from tests/conftest.py
     env["PYTHONUNBUFFERED"] = "1"
     command = [
-        sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        sys.executable, "-m", "jupyter", app, "--no-browser", "--ip=127.0.0.1", f"--port={port}",
         "--port-retries=0", f"--IdentityProvider.token={token}", "--allow-root",
         # window.jupyterapp: the browser tests ask Lab itself which plugins and commands it has.
-        "--LabApp.expose_app_in_browser=True",
+        f"--{'LabApp' if app == 'lab' else 'JupyterNotebookApp'}.expose_app_in_browser=True",
         f"--ServerApp.root_dir={work}", "--LabApp.news_url=", "--ServerApp.open_browser=False",
         # runs keep executed notebooks in .catalog/: with this the server's own contents API opens
         # them; without it (a default server) the magnus_jupyter server extension does
@@ -199,6 +201,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory, _jupyter_dirs: None) -> Iterat
 def default_lab(tmp_path_factory: pytest.TempPathFactory, _jupyter_dirs: None) -> Iterator[Lab]:
     """A JupyterLab as a user starts it: no allow_hidden, so its contents API refuses .catalog/."""
     with _running_lab(tmp_path_factory, "default-lab-root", allow_hidden=False) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def notebook7(tmp_path_factory: pytest.TempPathFactory, _jupyter_dirs: None) -> Iterator[Lab]:
+    """Notebook 7 (`jupyter notebook`) as a user starts it: no allow_hidden, one document per browser tab."""
+    with _running_lab(tmp_path_factory, "notebook7-root", allow_hidden=False, app="notebook") as server:
         yield server
 
 
