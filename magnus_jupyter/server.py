@@ -20,6 +20,7 @@ import codecs
 import errno
 import io
 import json
+import math
 import mimetypes
 import os
 import stat
@@ -231,7 +232,7 @@ def read_notebook(fd: int, size: int, path: str) -> nbformat.NotebookNode:
     where = _where(path)
     try:
         text = _read(fd, size).decode("utf-8")
-        raw = json.loads(text)
+        raw = json.loads(text, parse_constant=str, parse_float=_finite_or_text)  # strict JSON out
         del text
         major, minor = nbformat.reader.get_version(raw)
         if major not in nbformat.versions:
@@ -245,6 +246,12 @@ def read_notebook(fd: int, size: int, path: str) -> nbformat.NotebookNode:
     if notebook is None or _depth(notebook) > MAX_NOTEBOOK_DEPTH:
         raise RecordRefused(400, f"{where} nests deeper than {MAX_NOTEBOOK_DEPTH} levels: not served")
     return notebook
+
+
+def _finite_or_text(literal: str) -> float | str:
+    """A number browsers' JSON.parse can read back, else its text (``1e999`` is infinity)."""
+    value = float(literal)
+    return value if math.isfinite(value) else literal
 
 
 def _stamp(seconds: float) -> str:

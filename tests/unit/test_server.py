@@ -36,6 +36,7 @@ ROUTE = "/magnus-jupyter/api/contents/"
 RECORD = "nb/.catalog/run-1/Train.bad.train_bad_out.ipynb"
 LOG = "nb/.catalog/run-1/Train.bad.execution.log"
 RUN_LOG = "nb/.run_log_store/run-1.json"
+NAN_RECORD = "nb/.catalog/run-1/nan_out.ipynb"
 
 
 @dataclass
@@ -98,6 +99,8 @@ def _layout(root: Path, outside: Path) -> None:
     (root / "nb/.catalog/deep").mkdir()
     (root / "nb/.catalog/deep/very.ipynb").write_text(_nested(100_000), encoding="utf-8")
     (root / "nb/.catalog/deep/deeper.ipynb").write_text(_nested(900), encoding="utf-8")
+    nan = nbformat.v4.new_notebook(metadata={"scores": [0.5]})  # Python's json writes NaN, Infinity
+    (root / NAN_RECORD).write_text(json.dumps(nan).replace("0.5", "NaN, Infinity, -1e999"), encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +159,20 @@ def test_a_record_notebook_comes_as_the_contents_api_would_serve_it(server: Serv
     assert model["content"] == plain["content"]
     cells = model["content"]["cells"]  # type: ignore[index]
     assert [cell["source"] for cell in cells] == ["x = 1", "raise ValueError('bad')"]
+
+
+def test_a_record_holding_nan_is_served_as_strict_json(server: Server) -> None:
+    """Browsers' JSON.parse refuses NaN and Infinity: such numbers in a record come as text."""
+    request = urllib.request.Request(f"{server.url}{ROUTE}{NAN_RECORD}",
+                                     headers={"Authorization": f"token {server.token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body = response.read()
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not strict JSON: {constant}")
+
+    model = json.loads(body, parse_constant=refuse)
+    assert model["content"]["metadata"]["scores"] == ["NaN", "Infinity", "-1e999"]
 
 
 def test_logs_and_run_logs_come_as_text_and_without_content_on_request(server: Server) -> None:
