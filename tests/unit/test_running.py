@@ -135,8 +135,10 @@ def test_background_run_returns_at_once_and_its_stop_button_kills_its_tasks(tmp_
     assert all(psutil.pid_exists(pid) for pid in pids)
     with pytest.raises(Exception, match="still going on"):
         running.start(pipeline=load_yaml(SLEEPY), background=True, display=False)
-    _wait_for(lambda: run.widget.stop.layout.display is None)  # the stop button shows while it runs
-    run.widget.stop.click()  # a background run has no busy cell to interrupt: its button stops it
+    stop = run.widget.stop
+    assert stop is not None
+    _wait_for(lambda: stop.layout.display is None)  # the stop button shows while it runs
+    stop.click()  # a background run has no busy cell to interrupt: its button stops it
     _wait_for(lambda: run.done)
     assert run.result is not None and run.result.status == "FAIL"
     log = json.loads(run.result.run_log_path.read_text())
@@ -144,22 +146,32 @@ def test_background_run_returns_at_once_and_its_stop_button_kills_its_tasks(tmp_
     assert "After" not in log["steps"]  # nothing started after the cancel
     _wait_for(lambda: not any(psutil.pid_exists(pid) for pid in pids))
     snap = run.widget.status.snapshot()
-    assert snap.state("Both.a.sleep") == "failed" and snap.state("After") == "skipped"
-    assert run.widget.stop.layout.display == "none"
+    assert snap.state("Both.a.sleep") == "cancelled" and snap.state("After") == "skipped"
+    assert run.widget.stop is not None and run.widget.stop.layout.display == "none"
 
 
 def test_kernel_interrupt_cancels_a_blocking_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
+    hint_seen = []
+
     def interrupt_when_running() -> None:
         _wait_for(lambda: (tmp_path / "pid_b").is_file() and (tmp_path / "pid_b").read_text().strip())
+        run = running.last_run()
+        assert run is not None
+        _wait_for(lambda: "interrupt the kernel" in run.widget.line.value)
+        hint_seen.append(True)
         _thread.interrupt_main()  # what the kernel's stop button does: KeyboardInterrupt in the cell
 
     threading.Thread(target=interrupt_when_running, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as caught:
         running.start(pipeline=load_yaml(SLEEPY), workers=2, display=False)
+    # what IPython shows instead of the traceback: the one line
+    assert caught.value._render_traceback_() == [running.INTERRUPTED]  # type: ignore[attr-defined]
     run = running.last_run()
     assert run is not None and run.done and run.result is not None
+    # a busy cell's kernel would handle a click only after the run: no Stop button, the way to stop instead
+    assert run.widget.stop is None and hint_seen
     assert run.result.status == "FAIL"
     assert json.loads(run.result.run_log_path.read_text())["status"] == "FAIL"
     _wait_for(lambda: not any(psutil.pid_exists(pid) for pid in _pids(tmp_path)))
