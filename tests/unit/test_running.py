@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import _thread
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import nbformat
 import psutil
 import pytest
 from IPython.core.error import UsageError
@@ -198,3 +200,30 @@ def test_magnus_retry_names_a_missing_run(ip: InteractiveShell) -> None:
     ip.run_cell_magic("magnus_step", '"Only" --stub', "# nothing to do")
     with pytest.raises(UsageError, match="no-such-run"):
         ip.run_line_magic("magnus_retry", "no-such-run")
+
+
+def test_a_failing_cell_step_names_the_line_of_the_cell_that_raised(ip: InteractiveShell,
+                                                                     tmp_path: Path) -> None:
+    """The person wrote one %%magnus_step cell: its line is what the message names, not a cell of the
+    generated notebook; a real notebook keeps its cell number."""
+    ip.run_cell_magic("magnus_step", '"Compute"',
+                      "\n# a blank line and a comment above\ndef check(v):\n    if v > 1:\n"
+                      "        raise ValueError(f'too big: {v}')\n\ncheck(1)\ncheck(2)\n")
+    plain = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                               "display_name": "Python 3"}})
+    plain.cells = [nbformat.v4.new_code_cell("raise KeyError('k')")]
+    nbformat.write(plain, tmp_path / "plain.ipynb")
+    ip.run_line_magic("magnus_step", '"Plain" --notebook plain.ipynb')
+    ip.run_line_magic("magnus_run", "--workers 1")
+    run = running.last_run()
+    assert run is not None and run.result is not None and run.result.status == "FAIL"
+    failures = run.widget.status.snapshot().failures
+    # the magic is line 1, the blank line 2: the raise inside check() is the cell's line 6
+    assert failures["Compute"].startswith("line 6 of the %%magnus_step 'Compute' cell raised ValueError: "
+                                          "too big: 2; the executed notebook is at ")
+    ip.run_cell_magic("magnus_step", '"Compute"', "x = 1")  # fixed: the plain notebook's error is next
+    ip.run_line_magic("magnus_retry", "")
+    run = running.last_run()
+    assert run is not None and run.result is not None
+    message = run.widget.status.snapshot().failures["Plain"]
+    assert re.match(r"cell \d+ \(execution count \d+\) raised KeyError: 'k'; ", message), message
