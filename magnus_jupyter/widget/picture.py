@@ -19,6 +19,7 @@ notebook. An ``aria-label`` says the same in words for screen readers.
 
 from __future__ import annotations
 
+import base64
 import html
 import os
 import re
@@ -73,6 +74,7 @@ _PATH = re.compile(r"(?<![\w./])/[^\s;,'\"<>]*[^\s;,'\"<>.:)]")
 _WRAP = "white-space:pre-wrap;overflow-wrap:anywhere"
 MAX_BARS = 40  # more branches than this (a big map) are summed up in one line
 MAX_FAILURES = 5  # failed tasks listed by name under the DAG; the rest are counted
+MAX_COPY = 2_000_000  # characters of SVG up to which the final picture carries an <img> copy (copy())
 
 
 def relative(path: str, base: str | os.PathLike[str]) -> str:
@@ -448,8 +450,24 @@ class Picture:
         table = ('<table class="magnus-bars" style="font-size:12px;border-collapse:collapse;margin:.3em 0">'
                  + "".join(rows) + "</table>")
         more = self.more_text(hidden) if hidden else ""
-        page = (f'<div class="magnus-dag">{markup}{table}{more}{self.status_html(snap)}</div>')
+        page = f'<div class="magnus-dag">{markup}{self.copy(svg) if markup == svg else ""}{table}{more}' \
+               f"{self.status_html(snap)}</div>"
         return {"text/html": page, "image/svg+xml": svg, "text/plain": self.plain(snap)}
+
+    def copy(self, svg: str) -> str:
+        """The drawing once more as an ``<img>``, hidden by a ``<style>`` rule, for an untrusted notebook.
+
+        JupyterLab and Notebook 7 sanitise the HTML of a notebook they did not sign (one papermill
+        ran, one from a colleague): ``<svg>`` and ``<style>`` go, an ``<img>`` with a ``data:`` URL
+        stays. So there the copy shows, and where the HTML is trusted (or not sanitised, as by
+        nbconvert) the rule hides it behind the linked drawing.
+        """
+        if len(svg) > MAX_COPY:
+            return ""
+        data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
+        return (f"<style>#{self.uid}-copy{{display:none}}</style>"
+                f'<img id="{self.uid}-copy" alt="pipeline DAG" style="max-width:100%" '
+                f'src="data:image/svg+xml;base64,{data}">')
 
     def plain(self, snap: Snapshot) -> str:
         """The summary as text, for a viewer that shows nothing else."""

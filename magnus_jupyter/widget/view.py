@@ -151,6 +151,8 @@ class DagWidget:
             cells = widgets.FloatProgress(min=0, max=1, bar_style="info",
                                           layout=widgets.Layout(width="5em", flex="0 0 5em",
                                                                 visibility="hidden"))
+            bar.add_class("magnus-steps")  # what a page (and the browser tests) reads as the branch's bar
+            cells.add_class("magnus-cells")
             text = widgets.HTML()
             self._rows[prefix] = (label, bar, cells, text)
             self._boxes[prefix] = widgets.HBox([label, bar, cells, text])

@@ -8,6 +8,7 @@ Waits are for files the tasks write, never for time.
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 import re
@@ -258,3 +259,7 @@ def test_the_static_picture_holds_the_coloured_dag_the_bars_and_the_legend(tmp_p
     assert bars == [("1", "0", "failed"), ("1", "0", "failed"), ("2", "0", "cancelled")]
     assert "failed at <b>broken</b>" in page and "cancelled at nap" in page and "FAIL</b>" in page
     assert "Fan.bad: 0/1 steps succeeded · ✘ failed at broken" in bundle["text/plain"]
+    # for a notebook whose HTML is sanitised (untrusted: no <svg>, no <style>), a hidden <img> copy
+    copy = re.search(r'<img id="([^"]+)" [^>]*src="data:image/svg\+xml;base64,([^"]+)">', page)
+    assert copy is not None and base64.b64decode(copy.group(2)).decode() == svg
+    assert f"<style>#{copy.group(1)}{{display:none}}</style>" in page
