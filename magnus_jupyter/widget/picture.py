@@ -74,7 +74,7 @@ _PATH = re.compile(r"(?<![\w./])/[^\s;,'\"<>]*[^\s;,'\"<>.:)]")
 _WRAP = "white-space:pre-wrap;overflow-wrap:anywhere"
 MAX_BARS = 40  # more branches than this (a big map) are summed up in one line
 MAX_FAILURES = 5  # failed tasks listed by name under the DAG; the rest are counted
-MAX_COPY = 2_000_000  # characters of SVG up to which the final picture carries an <img> copy (copy())
+MAX_COPY = 2_000_000  # characters of SVG up to which the final picture carries an <img> copy (both())
 
 
 def relative(path: str, base: str | os.PathLike[str]) -> str:
@@ -437,35 +437,44 @@ class Picture:
         running, finished = by_lane(snap)
         rows = []
         for lane in lanes:
-            name = lane_name(lane)
-            colour = BAR_COLOUR.get(lane.state, "#9e9e9e")
-            rows.append(
-                f'<tr><td style="text-align:left;padding:0 .6em 0 0">{name}</td>'
-                f'<td style="padding:0"><progress max="{max(lane.total, 1)}" value="{lane.succeeded}" '
-                f'data-state="{lane.state}" title="{html.escape(self.lane_title(lane))}" '
-                f'style="width:14em;accent-color:{colour}"></progress></td>'
-                f'<td style="text-align:left;padding:0 0 0 .6em">'
-                f"{self.lane_text(lane, snap, running.get(lane.prefix, []), finished.get(lane.prefix, []))}"
-                "</td></tr>")
+            text = self.lane_text(lane, snap, running.get(lane.prefix, []), finished.get(lane.prefix, []))
+            rows.append(f'<tr><td style="text-align:left;padding:0 .6em 0 0">{lane_name(lane)}</td>'
+                        f'<td style="padding:0">{self.bar_html(lane)}</td>'
+                        f'<td style="text-align:left;padding:0 0 0 .6em">{text}</td></tr>')
         table = ('<table class="magnus-bars" style="font-size:12px;border-collapse:collapse;margin:.3em 0">'
                  + "".join(rows) + "</table>")
         more = self.more_text(hidden) if hidden else ""
-        page = f'<div class="magnus-dag">{markup}{self.copy(svg) if markup == svg else ""}{table}{more}' \
-               f"{self.status_html(snap)}</div>"
+        drawing = self.both(svg) if markup == svg else markup
+        page = f'<div class="magnus-dag">{drawing}{table}{more}{self.status_html(snap)}</div>'
         return {"text/html": page, "image/svg+xml": svg, "text/plain": self.plain(snap)}
 
-    def copy(self, svg: str) -> str:
-        """The drawing once more as an ``<img>``, hidden by a ``<style>`` rule, for an untrusted notebook.
+    def bar_html(self, lane: Lane) -> str:
+        """A branch's bar as plain HTML: filled by the steps that succeeded, its track tinted by how
+        the branch ended (a ``<progress>`` element's colours differ from browser to browser)."""
+        share = 100 * lane.succeeded / lane.total if lane.total else 0.0
+        track, fill = CLUSTER_FILL.get(lane.state, "#eeeeee"), BAR_COLOUR.get(lane.state, "#9e9e9e")
+        return (f'<div class="magnus-bar" role="progressbar" aria-valuemin="0" aria-valuemax="{lane.total}" '
+                f'aria-valuenow="{lane.succeeded}" data-state="{lane.state}" data-value="{lane.succeeded}" '
+                f'data-max="{lane.total}" title="{html.escape(self.lane_title(lane))}" '
+                f'style="display:inline-block;vertical-align:middle;width:14em;height:.8em;overflow:hidden;'
+                f'border:1px solid #bbbbbb;border-radius:3px;background:{track}">'
+                f'<div style="width:{share:.1f}%;height:100%;background:{fill}"></div></div>')
+
+    def both(self, svg: str) -> str:
+        """The linked drawing, and the same drawing as an ``<img>``: one of them shows.
 
         JupyterLab and Notebook 7 sanitise the HTML of a notebook they did not sign (one papermill
-        ran, one from a colleague): ``<svg>`` and ``<style>`` go, an ``<img>`` with a ``data:`` URL
-        stays. So there the copy shows, and where the HTML is trusted (or not sanitised, as by
-        nbconvert) the rule hides it behind the linked drawing.
+        ran, one from a colleague): ``<svg>`` and ``<style>`` go (the SVG's text would stay, as a
+        line of words), ``style`` attributes and an ``<img>`` with a ``data:`` URL stay. So the
+        drawing sits in a box hidden by its ``style`` attribute and the ``<style>`` rule, which
+        survives only where the HTML is trusted (or not sanitised, as by nbconvert), shows the box
+        and hides the image; where it was removed the image shows, without links.
         """
         if len(svg) > MAX_COPY:
-            return ""
+            return svg
         data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
-        return (f"<style>#{self.uid}-copy{{display:none}}</style>"
+        return (f"<style>#{self.uid}-box{{display:block !important}}#{self.uid}-copy{{display:none}}</style>"
+                f'<div id="{self.uid}-box" style="display:none">{svg}</div>'
                 f'<img id="{self.uid}-copy" alt="pipeline DAG" style="max-width:100%" '
                 f'src="data:image/svg+xml;base64,{data}">')
 
@@ -537,7 +546,7 @@ def with_legend(svg: str) -> str:
     if match is None:
         return svg
     width, height = float(match.group(1)), float(match.group(2))
-    size = max(width, 200.0)
+    size = max(width, 330.0)  # the legend in two rows
     legend, extra = legend_svg(size)
     total = height + extra
     svg = (svg[:match.start()] + f'width="{size:.2f}pt" height="{total:.2f}pt"\n viewBox="0.00 0.00 '

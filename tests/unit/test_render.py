@@ -113,8 +113,8 @@ def test_every_compat_pipeline_draws_every_step(path: Path) -> None:
     """Every step but a fail step nothing leads to (no next or on_failure names it)."""
     pipeline = load_yaml(path)
     drawing = render.draw(pipeline)
-    unconnected = {name for name, step, holder in pipeline.walk() if isinstance(step, Fail)
-                   and not any(s.TRAVERSAL and step.name in (s.next, s.on_failure) for s in holder.steps.values())}
+    unconnected = {name for name, step, holder in pipeline.walk() if isinstance(step, Fail) and not any(
+        s.TRAVERSAL and step.name in (s.next, s.on_failure) for s in holder.steps.values())}
     internal_names = {name for name, _, _ in pipeline.walk()}
     assert internal_names - unconnected <= set(drawing.ids)
     assert not unconnected & set(drawing.ids)

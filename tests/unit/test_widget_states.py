@@ -100,7 +100,8 @@ def _bars(widget: DagWidget) -> dict[str, tuple[float, float, str, str]]:
     out = {}
     for row in widget.bars.children:
         label, bar, _cells, text = row.children
-        out[html.unescape(re.sub(r"<[^>]+>", "", label.value))] = (bar.value, bar.max, bar.bar_style, text.value)
+        name = html.unescape(re.sub(r"<[^>]+>", "", label.value))
+        out[name] = (bar.value, bar.max, bar.bar_style, text.value)
     return out
 
 
@@ -236,7 +237,8 @@ dag:
     assert "the end of a long reason" in line  # the whole message, not the first 200 characters
     shown = re.sub(r"<[^>]+>", "", line)
     assert notebook not in html.unescape(shown)  # the long path became a short link ...
-    link = re.search(r'<a href="([^"]+)"[^>]*data-magnus-path="([^"]+)"[^>]*title="([^"]+)">([^<]+)</a>', line)
+    link = re.search(r'<a href="([^"]+)"[^>]*data-magnus-path="([^"]+)"[^>]*title="([^"]+)">([^<]+)</a>',
+                     line)
     assert link is not None, line
     assert html.unescape(link.group(3)) == notebook and link.group(4) == Path(notebook).name  # ... to it
     assert (tmp_path / html.unescape(link.group(2))).resolve() == Path(notebook).resolve()
@@ -255,11 +257,16 @@ def test_the_static_picture_holds_the_coloured_dag_the_bars_and_the_legend(tmp_p
     assert f'fill="{NODE_FILL["failed"]}"' in _node(svg, ids["Fan.bad.broken"])
     for label in LEGEND.values():
         assert f">{label}</text>" in svg
-    bars = re.findall(r'<progress max="(\d+)" value="(\d+)" data-state="(\w+)"', page)
-    assert bars == [("1", "0", "failed"), ("1", "0", "failed"), ("2", "0", "cancelled")]
+    bars = re.findall(r'<div class="magnus-bar" [^>]*data-state="(\w+)" data-value="(\d+)" '
+                      r'data-max="(\d+)"', page)
+    assert bars == [("failed", "0", "1"), ("failed", "0", "1"), ("cancelled", "0", "2")]
     assert "failed at <b>broken</b>" in page and "cancelled at nap" in page and "FAIL</b>" in page
     assert "Fan.bad: 0/1 steps succeeded · ✘ failed at broken" in bundle["text/plain"]
     # for a notebook whose HTML is sanitised (untrusted: no <svg>, no <style>), a hidden <img> copy
-    copy = re.search(r'<img id="([^"]+)" [^>]*src="data:image/svg\+xml;base64,([^"]+)">', page)
-    assert copy is not None and base64.b64decode(copy.group(2)).decode() == svg
-    assert f"<style>#{copy.group(1)}{{display:none}}</style>" in page
+    # the drawing in a box its style attribute hides and a <style> rule shows; an <img> copy the rule
+    # hides: where HTML is sanitised (an untrusted notebook: no <svg>, no <style>) the copy shows
+    box = re.search(r'<style>#(magnus-dag-\w+)-box\{display:block !important\}'
+                    r'#\1-copy\{display:none\}</style><div id="\1-box" style="display:none"><svg ', page)
+    assert box is not None
+    copy = re.search(rf'<img id="{box.group(1)}-copy" [^>]*src="data:image/svg\+xml;base64,([^"]+)">', page)
+    assert copy is not None and base64.b64decode(copy.group(1)).decode() == svg
