@@ -1,8 +1,12 @@
-"""What the DAG view shows, as strings: the coloured SVG, the no-Graphviz tree, the status line.
+"""What the DAG view shows, as strings: the coloured SVG, the no-Graphviz tree, the status line,
+the branch bars' words, and the static final picture a saved notebook keeps.
 
 Graphviz lays the pipeline out once (render.py, with its generated node and
-cluster ids) and again only when map branches appear; a state change only
-rewrites a small scoped ``<style>`` block, so 1,000 updates cost no ``dot`` run.
+cluster ids, and a legend of the states added below) and again only when map
+branches appear; a state change only re-tags each node and cluster with its
+state and fill colour in one pass, so 1,000 updates cost no ``dot`` run. The
+colours are attributes, not a ``<style>`` rule: the copies outside the live
+view (nbconvert, a sanitised output) keep them.
 Every name that reaches HTML goes through ``html.escape``; names inside the SVG
 were escaped by render.py and Graphviz. No ipywidgets here.
 
