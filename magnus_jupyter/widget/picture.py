@@ -442,7 +442,8 @@ class Picture:
         rows = []
         for lane in lanes:
             text = self.lane_text(lane, snap, running.get(lane.prefix, []), finished.get(lane.prefix, []))
-            rows.append(f'<tr><td style="text-align:left;padding:0 .6em 0 0">{lane_name(lane)}</td>'
+            rows.append(f'<tr><td style="text-align:left;padding:0 .6em 0 0;white-space:nowrap">'
+                        f"{lane_name(lane)}</td>"
                         f'<td style="padding:0">{self.bar_html(lane)}</td>'
                         f'<td style="text-align:left;padding:0 0 0 .6em">{text}</td></tr>')
         table = ('<table class="magnus-bars" style="font-size:12px;border-collapse:collapse;margin:.3em 0">'
