@@ -122,7 +122,7 @@ def _load_json(path: Path, shown: Path) -> Any:
     except OSError as exc:
         raise RunLogError(f"{shown}: cannot read: {exc.strerror or exc}") from None
     try:
-        return json.loads(data)
+        return json.loads(data.decode("utf-8"))  # as magnus writes it; not json's guess at UTF-16/32
     except UnicodeDecodeError:
         raise RunLogError(f"{shown}: not a magnus run log (not UTF-8 text)") from None
     except json.JSONDecodeError as exc:
