@@ -75,6 +75,19 @@ def parse_time(text: Any) -> float | None:
         return None
 
 
+def seconds(value: float | None) -> str:
+    """A duration as people read it: ``0.25 s``, ``12.3 s``, ``4 min 05 s``, ``2 h 03 min``."""
+    if value is None:
+        return ""
+    if value < 10:
+        return f"{value:.2f} s"
+    if value < 60:
+        return f"{value:.1f} s"
+    if value < 3600:
+        return f"{int(value // 60)} min {int(value % 60):02d} s"
+    return f"{int(value // 3600)} h {int(value % 3600 // 60):02d} min"
+
+
 def run_times(run_log: dict[str, Any]) -> tuple[str, str]:
     """The first attempt's start and the last attempt's end in this run (reused steps left out)."""
     first: tuple[float, str] | None = None

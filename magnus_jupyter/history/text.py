@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..progress import clean
-from .diff import RunDiff, ValuePair
-from .summary import RUNNING, RunSummary
-from .timeline import seconds
-from .tree import StepRow
+from .summary import RUNNING, RunSummary, seconds
+
+if TYPE_CHECKING:
+    from .diff import RunDiff, ValuePair
+    from .tree import StepRow
 
 CELL = 40  # widest value in a diff column; longer ones end with "…"
 

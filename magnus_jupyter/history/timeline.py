@@ -29,7 +29,7 @@ from typing import Any, TypedDict
 
 from ..errors import PipelineError
 from ..render import CLUSTER_FILL, NODE_FILL
-from .summary import parse_time, run_times
+from .summary import parse_time, run_times, seconds
 from .tree import AttemptRow, step_rows
 
 SUFFIXES = (".svg", ".html", ".png")
@@ -151,19 +151,6 @@ def _text(value: object) -> str:
     raw = str(value)
     raw = _INVALID_XML.sub(lambda m: chr(0x2400 + ord(m.group())) if ord(m.group()) < 0x20 else "\ufffd", raw)
     return html.escape(raw, quote=True)
-
-
-def seconds(value: float | None) -> str:
-    """A duration as people read it: ``0.25 s``, ``12.3 s``, ``4 min 05 s``, ``2 h 03 min``."""
-    if value is None:
-        return ""
-    if value < 10:
-        return f"{value:.2f} s"
-    if value < 60:
-        return f"{value:.1f} s"
-    if value < 3600:
-        return f"{int(value // 60)} min {int(value % 60):02d} s"
-    return f"{int(value // 3600)} h {int(value % 3600 // 60):02d} min"
 
 
 def _tick_step(span: float, room: float) -> float:

@@ -463,3 +463,32 @@ def test_every_runs_command_has_help(tmp_path: Path) -> None:
                  ["timeline"]):
         result = cli(tmp_path, *args, "--help")
         assert result.returncode == 0 and "usage:" in result.stdout, args
+
+
+def test_a_processing_run_this_machine_cannot_check_is_kept_unless_forced(copy: Path) -> None:
+    path = copy / ".run_log_store" / "first.json"
+    data = json.loads(path.read_text())
+    data["status"] = "PROCESSING"
+    data["run_config"]["orchestrator"]["host"] = "another-host"
+    path.write_text(json.dumps(data))
+    row = _by_id(list_runs(copy))["first"]  # type: ignore[arg-type]
+    assert row["status"] == "PROCESSING" and "another-host" in row["note"] and row["duration"] is not None
+    refused = cli(copy, "runs", "rm", "first")
+    assert refused.returncode == 2 and "may still be running" in refused.stderr
+    assert "--force" in refused.stderr
+    pruned = cli(copy, "runs", "prune", "--keep", "0")
+    assert "kept first: it may still be running" in pruned.stdout and path.exists()
+    forced = cli(copy, "runs", "rm", "first", "--force")
+    assert forced.returncode == 0 and not path.exists(), forced.stderr
+
+
+def test_the_history_library_imports_nothing_of_jupyter() -> None:
+    probe = ("import sys, magnus_jupyter.history as h\n"
+             "for name in h.__all__: getattr(h, name)\n"
+             "import magnus_jupyter.history.cli, magnus_jupyter.history.text\n"
+             "print(' '.join(sorted(sys.modules)))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                            check=True, cwd=ROOT).stdout.split()
+    heavy = ("papermill", "IPython", "ipywidgets", "nbclient", "jupyter_client", "zmq", "jupyter_server",
+             "tornado", "yaml")
+    assert not [m for m in loaded if m.split(".")[0] in heavy]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -217,3 +218,12 @@ def test_a_thousand_task_run_draws_every_task(tmp_path: Path) -> None:
     assert sum(1 for r in data["rows"] if r["kind"] == "stub") == 1000
     svg = ET.fromstring(timeline_svg(data))
     assert sum(1 for r in svg.iter(f"{SVG}rect") if r.get("class") == "attempt") == 1000
+
+
+def test_png_without_rsvg_convert_says_what_to_install(runs: Path, tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "magnus_jupyter", "timeline", "broken", "-o",
+                             str(tmp_path / "t.png")], capture_output=True, text=True, timeout=120, cwd=runs,
+                            env={**os.environ, "PATH": str(tmp_path)})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "rsvg-convert" in result.stderr and "librsvg2-bin" in result.stderr
+    assert not (tmp_path / "t.png").exists()
