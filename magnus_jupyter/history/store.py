@@ -121,6 +121,8 @@ def _load_json(path: Path, shown: Path) -> Any:
         raise RunLogError(f"{shown}: the run log was removed while being read") from None
     except OSError as exc:
         raise RunLogError(f"{shown}: cannot read: {exc.strerror or exc}") from None
+    if not data:
+        raise RunLogError(f"{shown}: the run log is empty (a run just starting, or a write cut short)")
     try:
         return json.loads(data.decode("utf-8"))  # as magnus writes it; not json's guess at UTF-16/32
     except UnicodeDecodeError:

@@ -219,6 +219,8 @@ def list_runs(folder: str | os.PathLike[str] | RunFolder | None = None, *,
         key = run.stat_key()
         if key is None:
             continue  # removed since it was listed
+        if key[1] == 0 and not index.settled(key):
+            continue  # a run starting: its id is reserved by an empty file, its first write follows
         entry = cached.get(run.run_id)
         if not (isinstance(entry, dict) and entry.get("key") == key):
             entry = _read_entry(run, key)

@@ -492,3 +492,16 @@ def test_the_history_library_imports_nothing_of_jupyter() -> None:
     heavy = ("papermill", "IPython", "ipywidgets", "nbclient", "jupyter_client", "zmq", "jupyter_server",
              "tornado", "yaml")
     assert not [m for m in loaded if m.split(".")[0] in heavy]
+
+
+def test_a_run_log_being_created_is_not_a_corrupt_one(copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run log store reserves a new run's id with an empty file, then writes it: not a warning."""
+    (copy / ".run_log_store" / "starting.json").touch()
+    warnings: list[str] = []
+    assert [r["run_id"] for r in list_runs(copy, warn=warnings.append)] == ["third", "second", "first"]
+    assert warnings == []
+    monkeypatch.setattr(index, "SETTLE_NS", 0)  # an empty log that stays empty is worth a warning
+    list_runs(copy, warn=warnings.append)
+    assert len(warnings) == 1 and "starting.json: the run log is empty" in warnings[0]
+    shown = cli(copy, "runs", "show", "starting")
+    assert shown.returncode == 2 and "the run log is empty" in shown.stderr
