@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import PipelineError
+from ..errors import ExecutionError, PipelineError
 from ..executor.runlog import CATALOG_FOLDER, RUN_LOG_FOLDER, check_run_id
 
 CHUNK_HEAD = "RunLog.json"  # a chunked-fs run's own record; its steps are files beside it
 
 
-class RunLogError(PipelineError):
+class RunLogError(ExecutionError):
     """A run that is not there, or whose log cannot be read as a magnus run log; names the file."""
 
 
