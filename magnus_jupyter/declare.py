@@ -33,6 +33,7 @@ from .model import (
     join_name,
     map_placeholder,
 )
+from .text import file_stem
 
 CELLS_FOLDER = Path(".magnus") / "cells"  # generated notebooks of cell steps, relative to the cwd
 SUCCESS, FAIL = "success", "fail"  # the terminal steps the store adds to the pipeline and each branch
@@ -300,6 +301,7 @@ class Declarations:
 
     def _notebook_path(self, name: str) -> Path:
         safe = re.sub(r"[^0-9A-Za-z_-]+", "_", name).strip("_").lower() or "step"
+        safe = file_stem(name, safe, limit=100)  # a long name: cut, with a hash of the whole
         path = CELLS_FOLDER / f"{safe}.ipynb"
         taken = {e.command for e in self._entries.values()
                  if isinstance(e, StepDeclaration) and e.kind == "cell" and e.name != name}

@@ -9,7 +9,6 @@ of this module.
 
 from __future__ import annotations
 
-import re
 import shutil
 import sys
 import threading
@@ -18,30 +17,9 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from .executor import events as ev
+from .text import clean
 
 MAIN = "(pipeline)"
-
-# ANSI sequences (CSI ... final byte; OSC/DCS/APC ... BEL or ST; two-byte ESC x), removed whole
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?"
-                   r"|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]")
-# what is left of control characters, C1 controls and bidi overrides, shown escaped
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def clean(text: object, newlines: bool = True) -> str:
-    """Untrusted text (step names, values, task output) made safe for a terminal.
-
-    Names and messages come from pipeline files and notebooks: an escape
-    sequence in them could recolour, move the cursor, retitle the window or
-    hide text. Colour codes (IPython tracebacks) are dropped; any other control
-    character is shown as ``\\xNN``. ``newlines=False`` escapes newlines too.
-    """
-    value = _ANSI.sub("", str(text))
-    value = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
-                         else f"\\u{ord(m.group()):04x}", value)
-    if not newlines:
-        value = value.replace("\n", "\\n")
-    return value
 
 
 @dataclass

@@ -102,7 +102,9 @@ def changed_parameters(spec: TaskSpec, found: dict[str, Any]) -> dict[str, Any]:
 
 
 def _jsonable(values: dict[str, Any], what: str) -> dict[str, Any]:
-    """Values cross processes and land in a JSON run log: reject anything else clearly."""
+    """Values cross processes and land in a strict JSON run log: reject anything else clearly."""
+    from .params import NOT_IN_JSON, non_finite
+
     bad = []
     out = {}
     for key, value in values.items():
@@ -110,6 +112,10 @@ def _jsonable(values: dict[str, Any], what: str) -> dict[str, Any]:
             out[key] = json.loads(json.dumps(value, default=_to_plain))
         except (TypeError, ValueError):
             bad.append(f"{key} ({type(value).__module__}.{type(value).__qualname__})")
+            continue
+        refused = non_finite(out[key])
+        if refused:
+            raise TaskError(f"{what}: parameter {key!r} holds {refused}; {NOT_IN_JSON}")
     if bad:
         raise TaskError(f"{what} must be JSON-serialisable; not: {', '.join(bad)}")
     return out
@@ -155,7 +161,7 @@ def run_shell(spec: TaskSpec) -> dict[str, Any]:
                 found[key] = json.loads(value)
             except json.JSONDecodeError:
                 found[key] = value
-    return changed_parameters(spec, found)
+    return _jsonable(changed_parameters(spec, found), "values exported by the shell command")
 
 
 def _exit_text(code: int) -> str:
