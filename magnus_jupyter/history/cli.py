@@ -62,7 +62,7 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
 
 
 def _warn(message: str) -> None:
-    from ..progress import clean
+    from ..text import clean
 
     print(f"warning: {clean(message, False)}", file=sys.stderr, flush=True)
 
@@ -86,7 +86,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
         print(f"no runs in {RunFolder.of().run_logs}")
     else:
-        from .text import format_runs
+        from .tables import format_runs
 
         print(format_runs(rows))
     return EXIT_OK
@@ -103,7 +103,7 @@ def _show(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"run": summary, "steps": rows})
     else:
-        from .text import format_show
+        from .tables import format_show
 
         print(format_show(summary, run_log, rows))
     return EXIT_OK
@@ -117,14 +117,14 @@ def _diff(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(diff)
     else:
-        from .text import format_diff
+        from .tables import format_diff
 
         print(format_diff(diff, everything=args.all))
     return EXIT_OK
 
 
 def _removed_line(item: dict[str, Any]) -> str:
-    from ..progress import clean
+    from ..text import clean
 
     where = f"run log {item['run_log']}"
     if item["catalog"]:
@@ -141,7 +141,7 @@ def _rm(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from ..progress import clean
+    from ..text import clean
     from .remove import prune_runs
 
     removed, kept = prune_runs(args.keep, force=args.force, warn=_warn)
@@ -155,7 +155,7 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
-    from ..progress import clean
+    from ..text import clean
     from .store import find_run, read_run_file
     from .summary import summary_of
     from .timeline import output_suffix, timeline, write_timeline

@@ -485,7 +485,7 @@ def test_a_processing_run_this_machine_cannot_check_is_kept_unless_forced(copy: 
 def test_the_history_library_imports_nothing_of_jupyter() -> None:
     probe = ("import sys, magnus_jupyter.history as h\n"
              "for name in h.__all__: getattr(h, name)\n"
-             "import magnus_jupyter.history.cli, magnus_jupyter.history.text\n"
+             "import magnus_jupyter.history.cli, magnus_jupyter.history.tables\n"
              "print(' '.join(sorted(sys.modules)))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
                             check=True, cwd=ROOT).stdout.split()

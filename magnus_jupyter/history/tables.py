@@ -2,7 +2,7 @@
 
 Pure functions of the plain data summary.py, tree.py and diff.py return. Every
 name, value and message comes from pipelines, tasks or a run log someone else
-wrote, so each passes through ``progress.clean`` (no terminal control sequence
+wrote, so each passes through ``text.clean`` (no terminal control sequence
 survives).
 """
 
@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..progress import clean
+from ..text import clean
 from .summary import RUNNING, RunSummary, seconds
 
 if TYPE_CHECKING:
