@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ..text import clean
+
 EXIT_OK = 0
 
 
@@ -62,8 +64,6 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
 
 
 def _warn(message: str) -> None:
-    from ..text import clean
-
     print(f"warning: {clean(message, False)}", file=sys.stderr, flush=True)
 
 
@@ -84,7 +84,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     elif not rows:
         from .store import RunFolder
 
-        print(f"no runs in {RunFolder.of().run_logs}")
+        print(clean(f"no runs in {RunFolder.of().run_logs}", False))
     else:
         from .tables import format_runs
 
@@ -124,8 +124,6 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _removed_line(item: dict[str, Any]) -> str:
-    from ..text import clean
-
     where = f"run log {item['run_log']}"
     if item["catalog"]:
         where += f", catalog {item['catalog']} ({item['files']} file{'s' if item['files'] != 1 else ''})"
@@ -141,7 +139,6 @@ def _rm(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from ..text import clean
     from .remove import prune_runs
 
     removed, kept = prune_runs(args.keep, force=args.force, warn=_warn)
@@ -155,7 +152,6 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
-    from ..text import clean
     from .store import find_run, read_run_file
     from .summary import summary_of
     from .timeline import output_suffix, timeline, write_timeline

@@ -159,9 +159,8 @@ def _assemble_chunks(folder: Path) -> dict[str, Any]:
     """A chunked-fs run as one run log: steps put into their branches by internal name, in creation order."""
     head = folder / CHUNK_HEAD
     run_log = _load_json(head, head)
-    if not isinstance(run_log, dict):
-        raise RunLogError(f"{head}: not a magnus run log (not a mapping)")
-    run_log.setdefault("steps", {})
+    if not isinstance(run_log, dict) or not isinstance(run_log.setdefault("steps", {}), dict):
+        raise RunLogError(f"{head}: not a magnus run log (not a mapping with a 'steps' mapping)")
     names = sorted(os.listdir(folder))
     parameters: dict[str, Any] = {}
     steps: list[tuple[int, dict[str, Any], Path]] = []
@@ -174,13 +173,14 @@ def _assemble_chunks(folder: Path) -> dict[str, Any]:
                 parameters.update(value)
         elif name.startswith(("StepLog-", "BranchLog-")) and name.endswith(".json"):
             chunk = _load_json(path, path)
-            if not isinstance(chunk, dict) or not isinstance(chunk.get("internal_name"), str):
-                raise RunLogError(f"{path}: not a magnus step or branch log (no internal_name)")
-            if name.startswith("BranchLog-"):
-                chunk.setdefault("steps", {})
+            inside = "steps" if name.startswith("BranchLog-") else "branches"
+            if (not isinstance(chunk, dict) or not isinstance(chunk.get("internal_name"), str)
+                    or not isinstance(chunk.setdefault(inside, {}), dict)):
+                raise RunLogError(f"{path}: not a magnus step or branch log (no internal_name, or its "
+                                  f"{inside} not a mapping)")
+            if inside == "steps":
                 branches[chunk["internal_name"]] = chunk
             else:
-                chunk.setdefault("branches", {})
                 steps.append((_chunk_time(name), chunk, path))
     if parameters or "parameters" not in run_log:
         run_log["parameters"] = parameters

@@ -82,14 +82,14 @@ class Timeline(TypedDict):
 def timeline(run_log: dict[str, Any], status: str | None = None, now: float | None = None) -> Timeline:
     """The rows of ``run_log`` (checked by store.py) on one axis starting at its first attempt.
 
-    ``status``: what to show as the run's status (``RunSummary.status``: RUNNING,
-    ABANDONED ...), default the log's. ``now`` ends the axis of a running run.
+    ``status``: the run's status as ``RunSummary.status`` says it (RUNNING, ABANDONED ...),
+    default the log's; only a RUNNING run's axis reaches ``now`` (default: the clock).
     """
     rows = step_rows(run_log)
     first, final = run_times(run_log)
     origin, last = parse_time(first), parse_time(final)
     shown = status or str(run_log.get("status") or "")
-    live = shown in ("RUNNING", "PROCESSING") and origin is not None
+    live = shown == "RUNNING" and origin is not None
     clock = now if now is not None else time.time()
     if live:
         last = max(last or clock, clock)

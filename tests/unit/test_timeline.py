@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from magnus_jupyter.history import load_run, timeline, timeline_html, timeline_svg
+from magnus_jupyter.history.summary import parse_time
 from magnus_jupyter.history.timeline import output_suffix
 from magnus_jupyter.render import NODE_FILL
 
@@ -227,3 +228,23 @@ def test_png_without_rsvg_convert_says_what_to_install(runs: Path, tmp_path: Pat
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "rsvg-convert" in result.stderr and "librsvg2-bin" in result.stderr
     assert not (tmp_path / "t.png").exists()
+
+
+def test_a_task_still_running_runs_to_now_only_in_a_running_run(runs: Path) -> None:
+    run_log = load_run("broken", runs)
+    run_log["status"] = "PROCESSING"
+    hostile = run_log["steps"][HOSTILE]
+    hostile.update(status="PROCESSING", attempts=[])  # as the log is while its attempt runs
+    done = timeline(run_log, "ABANDONED")
+    row = _rows(done)[HOSTILE]
+    assert row["running"] and row["segments"] == [] and done["status"] == "ABANDONED"
+    assert 'stroke-dasharray="2,1"' in timeline_svg(done)  # the marker at the right edge
+    start = parse_time(timeline(run_log)["start"])
+    assert start is not None
+    live = timeline(run_log, "RUNNING", now=start + 100)
+    assert live["span"] == pytest.approx(100)
+    segment = _rows(live)[HOSTILE]["segments"][-1]
+    each = _rows(live)["each.2.show"]["segments"][-1]
+    assert segment["status"] == "PROCESSING" and segment["end"] == pytest.approx(100)
+    assert segment["start"] >= each["end"] - 1e-6  # after the step before it in its graph
+    assert timeline(run_log)["span"] == done["span"]  # the log's own PROCESSING: not extended to now
