@@ -32,6 +32,7 @@ from ..history.summary import (
     seconds,
     summary_of,
 )
+from ..history.tables import status_text
 from ..history.timeline import timeline, timeline_svg
 from ..history.tree import StepRow, step_rows
 from ..text import clean, one_line
@@ -72,7 +73,7 @@ def block(value: object) -> str:
 
 def status_badge(row: RunSummary) -> str:
     """The run's status as words on its colour (the words say it, the colour only helps)."""
-    text = f"{row['status']} {row['done']}/{row['total']}" if row["status"] == RUNNING else row["status"]
+    text = status_text(row)
     fill = STATUS_FILL.get(row["status"], "#eeeeee")
     title = f' title="{h(row["note"])}"' if row["note"] else ""
     return (f'<span class="magnus-status" data-status="{h(row["status"])}"{title} style="background:{fill};'
@@ -106,7 +107,7 @@ def runs_table_html(rows: Sequence[RunSummary], selected: Sequence[str] = (), *,
                   h(row["start"][:19]), h(seconds(row["duration"])), str(row["succeeded"]),
                   str(row["failed"]), str(row["reused"]), retry_of, h(row["tag"]))
         body.append(f'<tr data-run="{h(row["run_id"])}"{style}>{_cells(values)}</tr>')
-    where = f" in <code>{h(folder)}</code>" if folder else ""
+    where = f" in <code>{h(folder)}</code>" if folder else ""  # the folder as the reader knows it
     caption = f"{len(rows)} run{'s' if len(rows) != 1 else ''}{where}, newest first"
     if not rows:
         empty = f'<div class="magnus-runs-table" style="font-size:12px">no runs{where} yet</div>'
