@@ -236,7 +236,8 @@ class RunMagics(Magics):
     @argument("--background", action="store_true", help="return at once; the widget keeps updating")
     @line_magic
     def magnus_retry(self, line: str) -> None:
-        """Retry a run with the declared pipeline: succeeded tasks are reused, the rest run again."""
+        """Retry a run with the declared pipeline (with nothing declared: the pipeline the run recorded);
+        succeeded tasks are reused, the rest run again."""
         args = _parse(self.magnus_retry, line)
         from . import running
 

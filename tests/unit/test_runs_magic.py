@@ -184,3 +184,23 @@ def test_an_unreadable_log_is_skipped_with_a_warning_and_a_bad_folder_is_one_lin
         ip.run_line_magic("magnus_runs", "nowhere")
     with pytest.raises(UsageError, match="unrecognized arguments"):
         ip.run_line_magic("magnus_runs", "a b")
+
+
+def test_retry_with_nothing_declared_retries_the_pipeline_the_run_recorded(
+        history: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the Lab panel's Retry runs in any notebook of the folder: ``%magnus_retry RUN_ID``."""
+    import shutil
+
+    from magnus_jupyter.declare import session
+    from magnus_jupyter.history import list_runs
+
+    folder = tmp_path / "copy"
+    shutil.copytree(history, folder)
+    monkeypatch.chdir(folder)
+    shell = globalipapp.get_ipython()
+    shell.run_line_magic("load_ext", "magnus_jupyter")
+    session().reset()
+    with capture_output():
+        shell.run_line_magic("magnus_retry", "first --workers 1")
+    rows = list_runs(folder)
+    assert len(rows) == 3 and rows[0]["original_run_id"] == "first" and rows[0]["status"] == "SUCCESS", rows
