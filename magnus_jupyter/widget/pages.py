@@ -45,6 +45,7 @@ STATUS_FILL = {"SUCCESS": render.NODE_FILL["SUCCESS"], "FAIL": render.NODE_FILL[
                RUNNING: render.NODE_FILL["PROCESSING"], PROCESSING: "#eeeeee", ABANDONED: "#f8cfa0"}
 MAX_ROWS = 200  # runs in the table; the rest are counted (``magnus-jupyter runs`` lists all)
 CELL = 120  # characters of a value shown in a diff cell; the whole value is its title
+HASH = 18  # characters of a catalog file's sha256 shown (with its quotes): enough to tell two apart
 NO_PIPELINE = ("this run log records no pipeline (magnus' own logs do not), so its DAG cannot be drawn; "
                "its steps are listed in the summary")
 _PICTURES = 32  # run pictures kept laid out (``RunPictures``)
@@ -245,12 +246,13 @@ def detail_html(detail: RunDetail) -> str:
 # ---- two runs -------------------------------------------------------------------------------
 
 
-def _value(pair: dict[str, Any], side: str) -> str:
+def _value(pair: dict[str, Any], side: str, width: int = CELL) -> str:
+    """One side's value as JSON, cut at ``width`` characters (the whole value is its title)."""
     if side not in pair:
         return '<i style="color:#777">(absent)</i>'
     text = json.dumps(pair[side], sort_keys=True, default=str, ensure_ascii=False)
-    shown = text if len(text) <= CELL else text[: CELL - 1] + "…"
-    return f'<code title="{h(text[:4000])}">{h(shown)}</code>'
+    shown = text if len(text) <= width else text[: width - 1] + "…"
+    return f'<code title="{h(text[:4000])}" style="overflow-wrap:anywhere">{h(shown)}</code>'
 
 
 def _step_side(pair: dict[str, Any], side: str) -> str:
@@ -303,8 +305,9 @@ def diff_html(diff: RunDiff) -> str:
     """Two runs side by side: parameters, steps, metrics and catalog files; what differs first."""
     a, b = h(diff["a"]), h(diff["b"])
 
-    def values(pairs: Sequence[Any]) -> list[tuple[bool, str, str, str]]:
-        return [(p["same"], f"<code>{h(p['key'])}</code>", _value(p, "a"), _value(p, "b")) for p in pairs]
+    def values(pairs: Sequence[Any], width: int = CELL) -> list[tuple[bool, str, str, str]]:
+        return [(p["same"], f'<code style="overflow-wrap:anywhere">{h(p["key"])}</code>',
+                 _value(p, "a", width), _value(p, "b", width)) for p in pairs]
 
     initial = diff["initial_parameters"]
     sections = [
@@ -315,7 +318,7 @@ def diff_html(diff: RunDiff) -> str:
                                   _step_side(p, "a"), _step_side(p, "b")) for p in diff["steps"]]),
         _section("metrics", a, b, [(p["same"], f"<code>{h(p['step'])}</code> · <code>{h(p['key'])}</code>",
                                     _value(p, "a"), _value(p, "b")) for p in diff["metrics"]]),
-        _section("catalog files (sha256)", a, b, values(diff["catalog"])),
+        _section("catalog files (sha256)", a, b, values(diff["catalog"], HASH)),
     ]
     return (f'<section class="magnus-diff" data-a="{a}" data-b="{b}" style="font-size:12px">'
             f'<h4 style="margin:.4em 0">A <code>{a}</code> compared with B <code>{b}</code></h4>'

@@ -455,8 +455,9 @@ class Picture:
         after = ""
         if timeline:
             label = f"timeline of run {snap.run_id or ''}"
+            shown = self.both(inline_svg(timeline, label), "-timeline", label, timeline)
             after = ('<details open class="magnus-timeline-view"><summary style="cursor:pointer">Timeline'
-                     f"</summary>{self.both(inline_svg(timeline, label), '-timeline', label)}</details>")
+                     f"</summary>{shown}</details>")
         page = f'<div class="magnus-dag">{drawing}{table}{more}{self.status_html(snap)}{after}</div>'
         return {"text/html": page, "image/svg+xml": svg, "text/plain": self.plain(snap)}
 
@@ -472,7 +473,7 @@ class Picture:
                 f'border:1px solid #bbbbbb;border-radius:3px;background:{track}">'
                 f'<div style="width:{share:.1f}%;height:100%;background:{fill}"></div></div>')
 
-    def both(self, svg: str, name: str = "", alt: str = "pipeline DAG") -> str:
+    def both(self, svg: str, name: str = "", alt: str = "pipeline DAG", image: str = "") -> str:
         """The linked drawing, and the same drawing as an ``<img>``: one of them shows.
 
         JupyterLab and Notebook 7 sanitise the HTML of a notebook they did not sign (one papermill
@@ -481,11 +482,12 @@ class Picture:
         drawing sits in a box hidden by its ``style`` attribute and the ``<style>`` rule, which
         survives only where the HTML is trusted (or not sanitised, as by nbconvert), shows the box
         and hides the image; where it was removed the image shows, without links. ``name`` tells a
-        second picture's ids from the first's (the timeline: ``-timeline``); ``alt`` words the image.
+        second picture's ids from the first's (the timeline: ``-timeline``); ``alt`` words the image;
+        ``image``: the SVG document the image shows, when ``svg`` is that document set in a page.
         """
-        if len(svg) > MAX_COPY:
+        if len(image or svg) > MAX_COPY:
             return svg
-        data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
+        data = base64.b64encode((image or svg).encode("utf-8")).decode("ascii")
         uid = self.uid + name
         return (f"<style>#{uid}-box{{display:block !important}}#{uid}-copy{{display:none}}</style>"
                 f'<div id="{uid}-box" style="display:none">{svg}</div>'
@@ -506,13 +508,15 @@ class Picture:
 
 
 def inline_svg(svg: str, label: str) -> str:
-    """A standalone SVG document (the run's timeline) made to sit in a page: no XML prolog, scaled to
-    its box, labelled for screen readers."""
+    """A standalone SVG document (the run's timeline) made to sit in a page: no XML prolog, scaled down
+    to its box but not below a readable size (a narrow box scrolls it), labelled for screen readers."""
     start = svg.find("<svg")
     if start < 0:
         return ""
-    head = f'<svg style="max-width:100%;height:auto" role="img" aria-label="{html.escape(label)}" '
-    return svg[start:].replace("<svg ", head, 1)
+    head = (f'<svg style="max-width:100%;min-width:60em;height:auto" role="img" '
+            f'aria-label="{html.escape(label)}" ')
+    body = svg[start:].replace("<svg ", head, 1)
+    return f'<div style="overflow-x:auto">{body}</div>'
 
 
 def lane_name(lane: Lane) -> str:

@@ -146,7 +146,9 @@ def test_the_widget_offers_the_timeline_once_the_run_ends_and_the_saved_picture_
     widget: DagWidget = runs["broken"]
     assert widget.views.layout.display is None, "no Timeline switch after the run"
     assert widget.views.options == (("DAG", "dag"), ("Timeline", "timeline"))
-    timeline = ET.fromstring(widget.timeline.value)
+    box = ET.fromstring(widget.timeline.value)
+    assert box.tag == "div" and "overflow-x:auto" in box.get("style", "")  # a narrow output scrolls it
+    (timeline,) = list(box)
     rows = {g.get("data-step") for g in timeline.iter(f"{SVG}g") if g.get("data-step")}
     assert {"prepare", "Fan.bad.broken", "Fan.slow.nap"} <= rows
     assert timeline.get("aria-label") == "timeline of run broken"
@@ -168,7 +170,8 @@ def test_the_widget_offers_the_timeline_once_the_run_ends_and_the_saved_picture_
     copy = re.search(rf'<img id="{uid}-timeline-copy" alt="timeline of run broken" [^>]*'
                      r'src="data:image/svg\+xml;base64,([^"]+)">', section.group(1))
     assert copy is not None
-    assert 'data-step="Fan.slow.nap"' in base64.b64decode(copy.group(1)).decode()
+    image = ET.fromstring(base64.b64decode(copy.group(1)))  # a whole SVG document: an <img> shows it
+    assert image.tag == f"{SVG}svg" and 'data-step="Fan.slow.nap"' in ET.tostring(image, encoding="unicode")
 
 
 def test_a_run_whose_log_cannot_be_read_at_its_end_offers_no_timeline(tmp_path: Path) -> None:
