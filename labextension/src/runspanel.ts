@@ -73,8 +73,9 @@ export function cleanNodes(markup: string): Node[] {
   for (const element of Array.from(doc.body.querySelectorAll('*'))) {
     for (const attribute of Array.from(element.attributes)) {
       const name = attribute.name.toLowerCase();
-      const link = name === 'href' || name === 'xlink:href' || name === 'src' || name === 'action';
-      if (name.startsWith('on') || (link && !isSafeLink(attribute.value))) {
+      const link = name === 'href' || name === 'xlink:href' || name === 'src' || name.endsWith('action');
+      const script = /^\s*(javascript|vbscript|data):/i.test(attribute.value);
+      if (name.startsWith('on') || script || (link && !isSafeLink(attribute.value))) {
         element.removeAttributeNode(attribute);
       }
     }

@@ -42,7 +42,7 @@ class RunsView:
     def __init__(self, folder: str | os.PathLike[str] | None = None, *,
                  link_base: str | os.PathLike[str] | None = None, poll: float = POLL) -> None:
         self.folder = Path(folder if folder is not None else os.getcwd())
-        self.shown = "this folder" if str(folder or ".") == "." else str(self.folder)
+        self.shown = "" if str(folder or ".") == "." else str(self.folder)  # "": this folder, said so
         self.where = RunFolder.of(self.folder)
         self.link_base = Path(link_base if link_base is not None else os.getcwd())
         self.uid = "magnus-runs-" + secrets.token_hex(4)
@@ -112,7 +112,8 @@ class RunsView:
         if self.table.value != table:
             self.table.value = table
         live = " · live: refreshing while a run runs" if self.live() else ""
-        self.heading.value = (f'<b style="font-size:13px">magnus runs in <code>{h(self.shown)}</code></b>'
+        where = f"<code>{h(self.shown)}</code>" if self.shown else "this folder"
+        self.heading.value = (f'<b style="font-size:13px">magnus runs in {where}</b>'
                               f'<span style="font-size:12px">{live}</span>')
         if self._twin is not None:
             self._twin.update(self.static_bundle(), raw=True)
@@ -161,8 +162,9 @@ class RunsView:
         table = runs_table_html(self.rows, self._selection, folder=self.shown, warnings=self.warnings)
         note = ('<div style="font-size:12px;color:#555">the run history as it was when the notebook was '
                 "saved; run <code>%magnus_runs</code> again to browse it</div>")
+        text = format_runs(self.rows) if self.rows else f"no runs in {self.shown or 'this folder'}"
         return {"text/html": f'<div class="{self.uid}-static magnus-runs-static">{table}{note}</div>',
-                "text/plain": format_runs(self.rows) if self.rows else f"no runs in {self.folder}"}
+                "text/plain": text}
 
     def show(self) -> None:
         """Display the widget, then its static twin (hidden while the widget shows)."""

@@ -20,7 +20,8 @@ import pytest
 from playwright.sync_api import Dialog, Locator, Page, expect
 
 from .conftest import Lab
-from .test_lab import KERNEL_START, _open, _write_notebook
+from .test_lab import KERNEL_START, _open, _run_all, _wait_all_ran, _write_notebook
+from .test_widget_states import _reopen, _shutdown
 
 pytestmark = pytest.mark.slow
 
@@ -265,3 +266,39 @@ def test_retry_without_a_notebook_of_the_folder_says_how(default_lab: Lab, folde
     status = panel.get_by_role("status")
     expect(status).to_contain_text(f"No notebook in {FOLDER}/ is open to retry run again")
     expect(status).to_contain_text("magnus-jupyter retry again")
+
+
+def test_magnus_runs_in_a_notebook_selects_runs_and_the_saved_notebook_keeps_the_table(
+        default_lab: Lab, folder: Path, page: Page, artifacts: Path, dialogs: list[str]) -> None:
+    _write_notebook(folder / "history.ipynb", ["%load_ext magnus_jupyter", "%magnus_runs"])
+    page.set_viewport_size({"width": 1400, "height": 2000})
+    _open(page, default_lab, f"{FOLDER}/history.ipynb", "magnus-runs-magic")
+    _run_all(page)
+    _wait_all_ran(page, 2, RUN)
+    output = page.locator(".jp-NotebookPanel .jp-CodeCell").nth(1).locator(".jp-OutputArea")
+    listing = output.locator(".magnus-runs-select select")
+    expect(listing).to_be_visible(timeout=SEEN)
+    expect(output.locator(".magnus-runs-static")).to_be_hidden()  # the twin hides while the widget shows
+    widget = output.locator(".magnus-runs")
+    expect(widget.locator('.magnus-runs-table tr[data-run="first"] .magnus-status')).to_have_text("FAIL")
+    option = listing.locator('option[value^="first · FAIL · "]')  # ipywidgets shows its spaces as &nbsp;
+    listing.select_option(value=option.get_attribute("value"))
+    detail = output.locator(".magnus-runs-detail")
+    expect(detail.locator('section.magnus-run[data-run="first"]')).to_be_visible(timeout=SEEN)
+    expect(detail.locator('.magnus-run-dag svg g.node[data-state="failed"]')).to_have_count(1)
+    expect(detail.locator('.magnus-run-timeline svg[aria-label="timeline of run first"]')).to_be_visible()
+    expect(detail).to_contain_text(HOSTILE)
+    output.screenshot(path=str(artifacts / "lab-magnus-runs.png"))
+
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    deadline = time.monotonic() + 30
+    while "magnus-runs-static" not in (folder / "history.ipynb").read_text():
+        assert time.monotonic() < deadline, "Lab did not save the notebook"
+        time.sleep(0.2)  # polling interval, not an assertion
+    _shutdown(default_lab, f"{FOLDER}/history.ipynb")
+    panel = _reopen(page, default_lab, f"{FOLDER}/history.ipynb", "magnus-runs-reopened")
+    twin = panel.locator(".jp-CodeCell").nth(1).locator(".magnus-runs-static")
+    expect(twin).to_be_visible(timeout=SEEN)  # no widget, no rule hiding the table: it shows
+    expect(twin.locator('tr[data-run="first"]')).to_have_attribute("aria-selected", "true")
+    expect(twin).to_contain_text("run %magnus_runs again to browse it")
+    twin.screenshot(path=str(artifacts / "lab-magnus-runs-reopened.png"))
