@@ -73,8 +73,8 @@ def folder_parts(path: str) -> list[str]:
 
 
 class RunFolderAccess:
-    """A checked run folder, open while the work runs: ``where`` (a RunFolder to read from),
-    ``base`` (the folder as a path, for links), and ``relative`` to word paths as server paths."""
+    """A checked run folder, open while the work runs: ``where`` (a RunFolder to read from), ``base``
+    (the folder as a path, for links); ``relative`` and ``json`` put its paths as server paths."""
 
     def __init__(self, root: Path, path: str) -> None:
         from .history.store import RunFolder
@@ -87,9 +87,10 @@ class RunFolderAccess:
         except RecordRefused as refused:
             if refused.status == 404:
                 raise RecordRefused(404, f"{where} is not a folder below the server's root") from None
-            raise RecordRefused(refused.status, refused.reason.replace("records are served as runs wrote "
-                                                                       "them", "runs are listed where no "
-                                                                       "part is a link")) from None
+            if "symlink" in refused.reason:
+                raise RecordRefused(403, f"{where} goes through a symlink: runs are listed where no part "
+                                         "is a link") from None
+            raise
         try:
             for name in (RUN_LOG_FOLDER, CATALOG_FOLDER):
                 try:
@@ -102,18 +103,20 @@ class RunFolderAccess:
         except BaseException:
             os.close(self.fd)
             raise
-        pinned = _FD_PATHS / str(self.fd)
-        self.base = pinned if pinned.is_dir() else root.resolve().joinpath(*self.parts)
-        self.where = RunFolder.of(self.base)
         self.root = str(root.resolve())
-        self._prefixes = sorted({str(self.base), str(root.resolve().joinpath(*self.parts))}, key=len,
-                                reverse=True)
+        plain = Path(self.root).joinpath(*self.parts)
+        pinned = _FD_PATHS / str(self.fd)
+        self.base = pinned if pinned.is_dir() else plain
+        self.where = RunFolder.of(self.base)
+        self._prefixes = sorted({str(self.base), str(plain)}, key=len, reverse=True)
 
-    def relative(self, text: str) -> str:
-        """``text`` with this folder's file system path put as its server path."""
+    def relative(self, text: str, encode: Callable[[str], str] = str) -> str:
+        """``text`` with this folder's file system path (as it is, or HTML-escaped, each ``encode``d)
+        put as its server path."""
         for prefix in self._prefixes:
-            text = text.replace(prefix + "/", f"{self.name}/" if self.name else "")
-            text = text.replace(prefix, self.name or ".")
+            for form in dict.fromkeys((prefix, html.escape(prefix))):
+                for end, into in (("/", f"{self.name}/" if self.name else ""), ("", self.name or ".")):
+                    text = text.replace(encode(form + end), encode(into))
         return text
 
     def path(self, path: str) -> str:
@@ -124,14 +127,8 @@ class RunFolderAccess:
         return os.path.basename(shown) if os.path.isabs(shown) else shown
 
     def json(self, answer: dict[str, Any]) -> str:
-        """``answer`` as strict JSON, every mention of this folder's file system path (in text, in HTML,
-        escaped as JSON escapes it) put as its server path."""
-        text = strict_json(answer)
-        for prefix in self._prefixes:
-            for form in dict.fromkeys((prefix, html.escape(prefix))):
-                for end, into in (("/", f"{self.name}/" if self.name else ""), ("", self.name or ".")):
-                    text = text.replace(json.dumps(form + end)[1:-1], json.dumps(into)[1:-1])
-        return text
+        """``answer`` as strict JSON, with no file system path of this folder in it (in text, in HTML)."""
+        return self.relative(strict_json(answer), lambda text: json.dumps(text)[1:-1])
 
     def close(self) -> None:
         os.close(self.fd)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import html
 import json
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -137,7 +138,7 @@ class RunPictures:
 
     def __init__(self, size: int = _PICTURES) -> None:
         self.size = size
-        self._pictures: OrderedDict[tuple[str, str], Picture] = OrderedDict()
+        self._pictures: OrderedDict[tuple[Any, ...], Picture] = OrderedDict()
         self._lock = threading.Lock()
 
     def draw(self, run: RunFile, run_log: dict[str, Any], folder: RunFolder,
@@ -153,11 +154,14 @@ class RunPictures:
             with contextlib.suppress(RunLogError):  # gone or unreadable: reused tasks link to first attempts
                 original = load_run(str(run_log["original_run_id"]), folder)
         snap = replay(pipeline, run_log, run.path, folder.catalog_of(run.run_id), original).snapshot()
-        key = (str(run.path), run.run_id)
+        try:  # the folder by identity: the server reaches one folder by a new /proc/self/fd path each time
+            where = os.stat(folder.run_logs)
+            key: tuple[Any, ...] = (where.st_dev, where.st_ino, run.run_id)
+        except OSError:
+            key = (str(folder.run_logs), run.run_id)
         with self._lock:
-            picture = self._pictures.pop(key, None)
-            if picture is None or picture.link_base != link_base:
-                picture = Picture(pipeline, link_base=link_base)
+            picture = self._pictures.pop(key, None) or Picture(pipeline, link_base=link_base)
+            picture.link_base = link_base  # links are made at each drawing
             self._pictures[key] = picture
             while len(self._pictures) > self.size:
                 self._pictures.popitem(last=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -211,8 +212,17 @@ def test_pictures_are_laid_out_once_per_run_and_redrawn_from_the_cache(runs: dic
     again = run_detail("fixed", folder, link_base=runs["folder"], pictures=pictures)
     (picture,) = pictures._pictures.values()
     assert picture.layouts == 1 and first["dag"] == again["dag"]
+    # the same folder by another path (the server's /proc/self/fd/N): the same picture, not laid out again
+    fd = os.open(folder.run_logs.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        run_detail("fixed", RunFolder.of(f"/proc/self/fd/{fd}"), link_base=f"/proc/self/fd/{fd}",
+                   pictures=pictures)
+    finally:
+        os.close(fd)
+    assert picture.layouts == 1 and len(pictures._pictures) == 1
     run_detail("broken", folder, link_base=runs["folder"], pictures=pictures)
-    assert list(pictures._pictures) == [(str(folder.run_logs / "broken.json"), "broken")]  # the oldest went
+    ((_, _, kept),) = list(pictures._pictures)
+    assert kept == "broken"  # the oldest went
 
 
 def test_magnus_own_logs_have_no_dag_but_a_timeline_and_say_why(tmp_path: Path) -> None:
