@@ -34,14 +34,24 @@ def _entry(name: str, relative: str, location: str, digest: str, stage: str) -> 
             "catalog_handler_location": location, "stage": stage}
 
 
-class Catalog:
-    """One run's catalog folder; ``cwd`` is the compute data folder (magnus' default ``.``)."""
+def _inside(path: Path, folder: Path) -> bool:
+    return folder == path or folder in path.parents
 
-    def __init__(self, cwd: str | os.PathLike[str], run_id: str) -> None:
+
+class Catalog:
+    """One run's catalog folder; ``cwd`` is the compute data folder (magnus' default ``.``).
+
+    ``location`` is the catalog's root as configured (magnus' ``catalog_location``,
+    relative to ``cwd`` or absolute), as entries name it; ``folder``, when given,
+    is where this run's catalog really is (a copy of it on a Dask worker).
+    """
+
+    def __init__(self, cwd: str | os.PathLike[str], run_id: str, location: str = CATALOG_FOLDER,
+                 folder: str | os.PathLike[str] | None = None) -> None:
         self.cwd = Path(cwd)
         self.run_id = run_id
-        self.location = CATALOG_FOLDER
-        self.folder = self.cwd / CATALOG_FOLDER / run_id
+        self.location = location
+        self.folder = Path(folder) if folder is not None else self.cwd / location / run_id
 
     def ensure(self) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -74,7 +84,8 @@ class Catalog:
             if file.is_dir():
                 continue
             relative = file.relative_to(self.cwd)
-            if relative.parts and relative.parts[0] in (CATALOG_FOLDER, ".run_log_store"):
+            if relative.parts and relative.parts[0] in (CATALOG_FOLDER, ".run_log_store") or \
+                    _inside(file, self.folder.parent):  # a catalog kept inside the run folder
                 continue
             digest = data_hash(file)
             entries.append(_entry(str(relative), f"{self.run_id}{os.sep}{relative}", self.location,
