@@ -32,12 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PipelineError, Problem
+from .executor.runlog import CATALOG_FOLDER, RUN_LOG_FOLDER
 
 ENV_FILE = "MAGNUS_CONFIGURATION_FILE"
 USER_DEFAULTS = "magnus-config.yaml"
 VARIABLE_PREFIX = "MAGNUS_VAR_"
-RUN_LOG_FOLDER = ".run_log_store"
-CATALOG_FOLDER = ".catalog"
 
 _TEXT, _BOOL, _MAPPING, _ANY = "text", "true/false", "a mapping", "anything"
 

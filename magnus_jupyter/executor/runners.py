@@ -107,10 +107,9 @@ def written_outputs(spec: TaskSpec, written: dict[str, str], *, returned: dict[s
     """What a task left in its environment, read as magnus reads it after the command: every
     ``MAGNUS_PRM_`` variable (lower-cased, JSON-decoded) is a parameter, ``returned`` values (a function's
     return, a notebook's output cells) win over them, and ``MAGNUS_TRACK_`` variables are metrics."""
-    found = environment_parameters(written)
+    found = changed_parameters(spec, environment_parameters(written))
     found.update(returned or {})
-    return Outputs(changed_parameters(spec, found), context.tracked_metrics(written),
-                   list(data_catalog or []))
+    return Outputs(found, context.tracked_metrics(written), list(data_catalog or []))
 
 
 def changed_parameters(spec: TaskSpec, found: dict[str, Any]) -> dict[str, Any]:
@@ -329,7 +328,10 @@ def _returned_parameters(value: Any, command: str) -> dict[str, Any]:
     if value is None:
         return {}
     if hasattr(value, "model_dump") and not isinstance(value, type):
-        value = value.model_dump(by_alias=True)
+        try:
+            value = value.model_dump(by_alias=True)  # magnus dumps a returned model by alias
+        except TypeError:  # a model_dump() that takes no options
+            value = value.model_dump()
     if not isinstance(value, dict):
         raise TaskError(f"{command} returned {type(value).__name__}; a task function returns a dict, "
                         "a pydantic model or None")
