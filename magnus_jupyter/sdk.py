@@ -66,6 +66,23 @@ class _Node:
 
 
 class _Traversal(_Node):
+    @property
+    def next_node(self) -> str:
+        return self.step.next or ""
+
+    @next_node.setter
+    def next_node(self, name: str) -> None:
+        self.step.next = name or None
+
+    @property
+    def on_failure(self) -> str:
+        """magnus' SDK lets a script set it after the step is made: ``step.on_failure = other.name``."""
+        return self.step.on_failure or ""
+
+    @on_failure.setter
+    def on_failure(self, name: str) -> None:
+        self.step.on_failure = name or None
+
     def _init_traversal(self, next_node: str | None, on_failure: str | None,
                         terminate_with_success: bool, terminate_with_failure: bool) -> None:
         if terminate_with_success and terminate_with_failure:
@@ -99,7 +116,9 @@ class Task(_Traversal):
         timeout: float | None = None,
         max_attempts: int | None = None,
         overrides: dict[str, Any] | None = None,
+        next: str | None = None,  # noqa: A002 - magnus' SDK takes the YAML name too
     ) -> None:
+        next_node = next_node or next
         self.step = model.Task(
             name=name,
             command=command,
@@ -119,7 +138,9 @@ class Task(_Traversal):
 class Stub(_Traversal):
     def __init__(self, name: str, *, next_node: str | None = None, on_failure: str | None = None,
                  terminate_with_success: bool = False, terminate_with_failure: bool = False,
-                 catalog: Catalog | None = None, **extras: Any) -> None:
+                 catalog: Catalog | None = None, next: str | None = None,  # noqa: A002 - as magnus' SDK
+                 **extras: Any) -> None:
+        next_node = next_node or next
         self.step = model.Stub(name=name, catalog=catalog.as_field() if catalog else None, extras=extras)
         self._init_traversal(next_node, on_failure, terminate_with_success, terminate_with_failure)
 
@@ -140,9 +161,10 @@ class Map(_Traversal):
     def __init__(self, name: str, branch: Pipeline, iterate_on: str, iterate_as: str, *,
                  next_node: str | None = None, on_failure: str | None = None,
                  terminate_with_success: bool = False, terminate_with_failure: bool = False,
-                 failure_policy: str | None = None) -> None:
+                 failure_policy: str | None = None, overrides: dict[str, Any] | None = None) -> None:
         self.step = model.Map(name=name, iterate_on=iterate_on, iterate_as=iterate_as,
-                              branch=_model_of(branch, name), failure_policy=failure_policy)
+                              branch=_model_of(branch, name), failure_policy=failure_policy,
+                              overrides=overrides or None)
         self._init_traversal(next_node, on_failure, terminate_with_success, terminate_with_failure)
 
 
