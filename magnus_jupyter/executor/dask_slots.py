@@ -80,11 +80,11 @@ class _Outcome:
 
 @dataclasses.dataclass
 class _Context:
-    """What of the run context travels beside the run folder: the catalog (if it is not in the run folder)
-    and the run log's text."""
+    """What of the run context travels beside the run folder: the catalog's tree (if the catalog is not
+    in the run folder; its files' data go as an argument of their own, which Dask resolves) and the run
+    log's text."""
 
     catalog_tree: run_folder.Tree | None = None
-    catalog_files: dict[str, Any] = dataclasses.field(default_factory=dict)
     catalog_inside: str = ""  # the catalog's path in the run folder, when it travels with it
     run_log: bytes | None = None
 
@@ -152,7 +152,8 @@ def dask_setup(worker: Any) -> None:
 
 
 def run_remote(spec: TaskSpec, tree: run_folder.Tree, files: dict[str, bytes], warm: bool,
-               owner: str = "", shipped: _Context | None = None) -> _Outcome:
+               owner: str = "", shipped: _Context | None = None,
+               catalog_files: dict[str, bytes] | None = None) -> _Outcome:
     """Run ``spec`` on this Dask worker in a folder made of ``tree`` and the ``files``' contents; return
     the result and what the task changed in the folder (and in the catalog it was sent)."""
     from distributed import get_worker
@@ -167,7 +168,7 @@ def run_remote(spec: TaskSpec, tree: run_folder.Tree, files: dict[str, bytes], w
         shipped = shipped or _Context()
         if shipped.catalog_tree is not None:
             catalog_root = os.path.join(out, "catalog")
-            catalog_before = run_folder.build(catalog_root, shipped.catalog_tree, shipped.catalog_files)
+            catalog_before = run_folder.build(catalog_root, shipped.catalog_tree, catalog_files or {})
             env[context.CATALOG] = catalog_root
         elif shipped.catalog_inside:
             env[context.CATALOG] = os.path.join(root, shipped.catalog_inside)
@@ -361,8 +362,9 @@ class DaskSlots:
                 shipped.catalog_inside = travels
             ship = bool(catalog) and travels is None and os.path.isdir(catalog)
             (tree, files, job.outside), *more = self._workspace.snapshot(spec.cwd, catalog if ship else None)
+            catalog_files: dict[str, Any] = {}
             if more:
-                shipped.catalog_tree, shipped.catalog_files, _ = more[0]
+                shipped.catalog_tree, catalog_files, _ = more[0]
             run_log = spec.env.get(context.RUN_LOG) or ""
             if os.path.isfile(run_log):
                 with open(run_log, "rb") as handle:
@@ -371,7 +373,7 @@ class DaskSlots:
             where = self._place(spec)
             placed = {"workers": [where], "allow_other_workers": True} if where else {}
             job.remote = self.client.submit(run_remote, spec, tree, files, self._warm, self._token, shipped,
-                                            key=key, pure=False, retries=0, **placed)
+                                            catalog_files, key=key, pure=False, retries=0, **placed)
         except Exception as exc:
             self._unplace(where, spec)
             job.future.set_result(_fail(spec, f"the task cannot be sent to the Dask cluster: "

@@ -327,6 +327,7 @@ class _Engine:
             )
             start = now()
             self.bus.publish(ev.AttemptStarted(internal, number, log_path, notebook))
+            self.store.flush()  # the task's get_run_log() sees the run as it is now
             result = self._submit(spec, scope)
             if scope.cancelled and result.status != SUCCESS:
                 result.message = f"cancelled: {scope.reason}"
