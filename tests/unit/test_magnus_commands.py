@@ -245,3 +245,36 @@ def test_pipeline_execute_returns_the_run_log(tmp_path: Path) -> None:
                           timeout=180)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["SUCCESS", "9", "SUCCESS", "t"]
+
+
+def test_execute_step_gives_each_pod_the_run_context(tmp_path: Path) -> None:
+    """An Argo pod's step (execute-step) runs with the run's context: parameters and objects of one pod
+    reach the next, metrics and catalog entries land in the run log, the recorded config's secrets work."""
+    (tmp_path / "tasks.py").write_text(textwrap.dedent("""
+        from magnus import get_object, get_secret, put_object, set_parameter, track_this
+
+        def produce():
+            put_object([1, 2], "numbers")
+            set_parameter(total=3)
+            track_this(step=2, loss=0.1)
+
+        def consume(total):
+            assert get_object("numbers") == [1, 2] and total == 3
+            set_parameter(secret=get_secret("token"))
+    """))
+    (tmp_path / "p.yaml").write_text("dag:\n  start_at: produce\n  steps:\n"
+                                     "    produce: {type: task, command: tasks.produce, next: consume}\n"
+                                     "    consume: {type: task, command: tasks.consume, next: success}\n"
+                                     "    success: {type: success}\n    fail: {type: fail}\n")
+    (tmp_path / "c.yaml").write_text("secrets:\n  type: env-secrets-manager\n  config:\n    prefix: app_\n")
+    env = {"app_token": "s3cr3t"}
+    init = cli("execute-step", "pod", "--init", "--file", "p.yaml", "-c", "c.yaml", cwd=tmp_path)
+    assert init.returncode == 0, init.stderr
+    for step in ("produce", "consume", "success"):
+        done = cli("execute-step", "pod", step, cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+    log = run_log(tmp_path, "pod")
+    assert log["status"] == "SUCCESS" and log["parameters"] == {"total": 3, "secret": "s3cr3t"}
+    assert log["steps"]["produce"]["user_defined_metrics"] == {"loss": {"2": 0.1}}
+    assert [(e["name"], e["stage"]) for e in log["steps"]["consume"]["data_catalog"]
+            if e["name"].endswith(".pickle")] == [("numbers.pickle", "get")]
