@@ -312,6 +312,26 @@ def get_object(name: str) -> Any:
             os.remove(path)
 
 
+def hide_our_frames() -> None:
+    """In a notebook task's kernel: an ``InteractionError`` shows the notebook's frames, not ours (IPython
+    always shows the frame that raised, ``__tracebackhide__`` or not)."""
+    from IPython import get_ipython
+
+    from .executor.runners import trimmed_traceback
+
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def handler(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None) -> Any:
+        stb = shell.InteractiveTB.structured_traceback(etype, value, trimmed_traceback(tb),
+                                                       tb_offset=tb_offset)
+        shell._showtraceback(etype, value, stb)  # IPython shows a custom handler's traceback only so
+        return stb
+
+    shell.set_custom_exc((InteractionError,), handler)
+
+
 def drain_records() -> list[dict[str, Any]]:
     """The catalog entries this task's puts and gets made (the runner adds them to the step log)."""
     out = list(_records)

@@ -58,6 +58,12 @@ def __magnus_writes():
     api = sys.modules.get("magnus_jupyter.interaction")
     return json.dumps({"written": written, "data_catalog": api.drain_records() if api else []})
 """
+_HIDE_OUR_FRAMES = """
+try:
+    __import__("magnus_jupyter.interaction").interaction.hide_our_frames()
+except ImportError:  # a kernel of another Python: the API is not there either
+    pass
+"""
 _WRITES = "magnus writes"  # the user expression's key: never a variable name, so never a `returns` name
 
 
@@ -243,6 +249,7 @@ def run_notebook(spec: TaskSpec, progress: Progress | None = None, kernels: Any 
         shim = context.magnus_shim()
         if shim:
             setup += f"; __import__('sys').path.append({shim!r})"
+        setup += _HIDE_OUR_FRAMES
         collected: dict[str, Any] = {}
         if spec.log_path:
             os.makedirs(os.path.dirname(os.path.abspath(spec.log_path)), exist_ok=True)

@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import TracebackType
 from typing import Any
 
 from . import context
@@ -268,15 +269,23 @@ def _interaction_records() -> list[dict[str, Any]]:
     return api.drain_records() if api is not None else []
 
 
+def trimmed_traceback(tb: TracebackType | None) -> TracebackType | None:
+    """``tb`` without our frames (the runner's call, the interaction API's): the task's own are left."""
+    ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    kept = []
+    while tb is not None:
+        frame = tb.tb_frame
+        if not frame.f_code.co_filename.startswith(ours) and not frame.f_locals.get("__tracebackhide__"):
+            kept.append(tb)
+        tb = tb.tb_next
+    for first, then in zip(kept, [*kept[1:], None], strict=True):
+        first.tb_next = then
+    return kept[0] if kept else None
+
+
 def print_task_traceback(exc: BaseException) -> None:
-    """The task's traceback, to its log, without our frames (the runner's call, the interaction API's)."""
-    ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    frames = [(frame, line) for frame, line in traceback.walk_tb(exc.__traceback__)
-              if not frame.f_code.co_filename.startswith(ours + os.sep)
-              and not frame.f_locals.get("__tracebackhide__")]
-    lines = ["Traceback (most recent call last):\n"] if frames else []
-    lines += traceback.StackSummary.extract(iter(frames)).format()
-    lines += traceback.format_exception_only(type(exc), exc)
+    """The task's traceback, to its log, with only the task's own frames."""
+    lines = traceback.format_exception(type(exc), exc, trimmed_traceback(exc.__traceback__))
     sys.stderr.write("".join(lines))
 
 

@@ -5,6 +5,7 @@ puts in the catalog comes back). The same pipeline on both executors gives the s
 from __future__ import annotations
 
 import pickle
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -111,3 +112,22 @@ def test_both_executors_give_the_same_run(tmp_path: Path, local_slots: Any, dask
     pickles = [sorted(p.relative_to(tmp_path / s) for p in (tmp_path / s / ".catalog").rglob("*.pickle"))
                for s in ("local", "dask")]
     assert pickles[0] == pickles[1] and len(pickles[0]) == 2
+
+
+def test_an_api_error_in_a_notebook_fails_the_step_naming_it_without_our_frames(tmp_path: Path,
+                                                                                 slots: Any) -> None:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from magnus import get_parameter\nget_parameter('missing')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    (tmp_path / "p.yaml").write_text("dag:\n  start_at: Train\n  steps:\n"
+                                     "    Train: {type: task, command_type: notebook, command: nb.ipynb, "
+                                     "next: success}\n    success: {type: success}\n    fail: {type: fail}\n")
+    result = run_pipeline(load_yaml(tmp_path / "p.yaml"), run_id="bad", cwd=tmp_path, slots=slots)
+    message = result.run_log["steps"]["Train"]["message"]
+    assert result.status == "FAIL"
+    assert "raised InteractionError: step 'Train': get_parameter: no parameter 'missing' in run" in message
+    executed = nbformat.read(tmp_path / ".catalog" / "bad" / "Train_out.ipynb", as_version=4)
+    (error,) = [o for c in executed.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
+    traceback = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error["traceback"]))
+    assert "get_parameter('missing')" in traceback and "interaction.py" not in traceback, traceback
