@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .errors import PipelineError
+from .text import clean
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -35,7 +36,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     pipeline = load_yaml(args.file, validate=False)  # validated once, here, to keep its warnings
     warnings = validate(pipeline)
     for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {warning}", file=sys.stderr)  # a Problem: one line, escaped
     count = sum(1 for _ in pipeline.walk())
     print(f"{args.file}: valid magnus pipeline ({count} steps)")
     return EXIT_OK
@@ -93,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {clean(exc)}", file=sys.stderr)  # names in it come from the user's files
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .text import one_line
+
 
 @dataclass(frozen=True)
 class Problem:
-    """One located complaint: where (file:line and/or step path) and what."""
+    """One located complaint: where (file:line and/or step path) and what; always one line."""
 
     message: str
     step: str | None = None
@@ -26,7 +28,7 @@ class Problem:
         elif self.line:
             place = f"line {self.line}: "
         who = f"step '{self.step}': " if self.step else ""
-        return f"{place}{who}{self.message}"
+        return one_line(f"{place}{who}{self.message}")  # a name may hold a newline or an escape
 
 
 class PipelineError(Exception):
@@ -50,6 +52,9 @@ class PipelineYAMLError(PipelineError):
     """The pipeline file cannot be read or parsed as YAML."""
 
 
+SHOWN_PROBLEMS = 100  # a ValidationError's message lists this many; ``problems`` holds them all
+
+
 class ValidationError(PipelineError):
     """The pipeline breaks one or more of magnus' rules; carries every problem found."""
 
@@ -58,8 +63,14 @@ class ValidationError(PipelineError):
             problems = [Problem(problems)]
         self.problems = list(problems)
         count = len(self.problems)
-        head = "invalid pipeline" + (f" ({count} problems)" if count > 1 else "")
-        super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+        if count == 1:  # one problem, one line
+            super().__init__(f"invalid pipeline: {self.problems[0]}")
+            return
+        head = f"invalid pipeline ({count:,} problems)"
+        lines = [f"  {p}" for p in self.problems[:SHOWN_PROBLEMS]]
+        if count > SHOWN_PROBLEMS:  # a step repeated by aliases repeats its problem too
+            lines.append(f"  … and {count - SHOWN_PROBLEMS:,} more")
+        super().__init__(head + ":\n" + "\n".join(lines))
 
     def __reduce__(self) -> tuple[type, tuple[list[Problem]]]:  # type: ignore[override]
         return (self.__class__, (self.problems,))

@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .errors import ParameterError
 from .executor import context as ctx
 from .executor.params import PARAMETER_PREFIX, environment_parameters
 
@@ -95,7 +96,10 @@ def get_parameter(key: str | None = None, cast_as: Any = None) -> Any:
     """
     __tracebackhide__ = True
     _where("get_parameter")
-    params = environment_parameters(os.environ)
+    try:
+        params = environment_parameters(os.environ)
+    except ParameterError as exc:
+        raise _fail("get_parameter", str(exc)) from None
     if not key:
         return _cast(params, cast_as, "get_parameter", "all parameters")
     if key not in params:

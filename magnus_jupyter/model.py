@@ -15,6 +15,8 @@ RESERVED_CHARACTERS = (".", "%")
 COMMAND_TYPES = ("python", "notebook", "shell")
 FAILURE_POLICIES = ("finish_all", "fail_fast")
 DAG_BRANCH_NAME = "dag"  # magnus names a dag node's one branch "<step>.dag"
+RUN_LOG_FOLDER = ".run_log_store"  # the run records, in the run folder (magnus' layout)
+CATALOG_FOLDER = ".catalog"
 
 
 @dataclass(frozen=True)

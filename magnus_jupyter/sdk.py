@@ -21,9 +21,14 @@ _T = TypeVar("_T", bound="_Node")
 
 
 class Catalog:
-    """Files to copy from (``get``) and to (``put``) the run's catalog."""
+    """Files to copy from (``get``) and to (``put``) the run's catalog: lists of globs relative to the
+    run folder (``validate`` refuses one that is absolute or leaves it with ``..``)."""
 
     def __init__(self, get: list[str] | None = None, put: list[str] | None = None) -> None:
+        for stage, patterns in (("get", get), ("put", put)):
+            if isinstance(patterns, str):  # list("data/x") would make a pattern of every character
+                raise ValidationError(f"Catalog({stage}={patterns!r}): {stage} takes a list of file "
+                                      f"patterns, e.g. {stage}=[{patterns!r}]")
         self.get, self.put = list(get or []), list(put or [])
 
     def as_field(self) -> dict[str, list[str]]:

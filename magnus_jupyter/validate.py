@@ -8,22 +8,28 @@ from __future__ import annotations
 
 import gc
 import graphlib
+import posixpath
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from .errors import Problem, ValidationError
 from .model import (
+    CATALOG_FOLDER,
     RESERVED_CHARACTERS,
+    RUN_LOG_FOLDER,
     Fail,
     Map,
     Pipeline,
     Source,
     Step,
+    Stub,
     Success,
     Task,
     join_name,
 )
+from .text import has_control
 
 
 @contextmanager
@@ -138,6 +144,8 @@ def _check_step(internal: str, step: Step) -> list[Problem]:
             "(magnus uses them in internal names)")
     if not step.name.strip():
         add("a step name may not be empty")
+    if has_control(step.name):
+        add("a step name may not hold a newline, tab or other control character")
     if isinstance(step, Success | Fail):
         given = [k for k in ("next", "on_failure") if getattr(step, k) is not None] + list(step.extras)
         if given:
@@ -156,6 +164,10 @@ def _check_step(internal: str, step: Step) -> list[Problem]:
             for key in ("notebook_output_path", "output_cell_tag", "optional_ploomber_args"):
                 if getattr(step, key) is not None:
                     add(f"{key} applies only to notebook tasks", key)
+        elif step.notebook_output_path is not None:
+            why = output_path_problem(step.notebook_output_path)
+            if why:
+                add(f"notebook_output_path {step.notebook_output_path!r} {why}", "notebook_output_path")
     if isinstance(step, Map):
         for key in ("iterate_on", "iterate_as"):
             if not getattr(step, key):
@@ -163,6 +175,72 @@ def _check_step(internal: str, step: Step) -> list[Problem]:
     for name in step.branches():
         if any(c in name for c in RESERVED_CHARACTERS) and not isinstance(step, Map):
             add(f"branch name {name!r} may not contain '.' or '%'", "branches")
+        elif has_control(name):
+            add(f"branch name {name!r} may not hold a newline, tab or other control character", "branches")
+    if isinstance(step, Task | Stub) and step.catalog is not None:
+        for message in _catalog_problems(step.catalog):
+            add(message, "catalog")
+    return out
+
+
+def catalog_pattern_problem(pattern: Any) -> str | None:
+    """Why a catalog ``get``/``put`` pattern is refused, or None.
+
+    A pattern is a glob relative to the run folder (``get``: to the run's
+    catalog): it may not be empty or absolute, go up with ``..`` or reach into
+    the run records, so a file is never read from or written outside them.
+    """
+    if not isinstance(pattern, str):
+        return "must be text"
+    if not pattern.strip():
+        return "is empty; give a file or a glob such as data/*.csv"
+    if has_control(pattern):
+        return "holds a control character"
+    if pattern.startswith("/"):
+        return "is absolute; catalog patterns are relative to the run folder"
+    parts = pattern.split("/")
+    if ".." in parts:
+        return "goes up with '..'; catalog patterns stay inside the run folder"
+    if any("**" in part and part != "**" for part in parts):
+        return "uses '**' inside a name; '**' (any folders) must be a whole component: data/**/*.csv"
+    first = posixpath.normpath(pattern).split("/")[0]
+    if first == ".":
+        return "names the run folder itself; give a file or a glob such as data/*.csv"
+    if first in (CATALOG_FOLDER, RUN_LOG_FOLDER):
+        return f"reaches into the run records ({first}); catalog patterns name the run's own files"
+    return None
+
+
+def output_path_problem(path: Any) -> str | None:
+    """Why a file the run writes (``notebook_output_path``) is refused, or None: it stays in the project."""
+    if not isinstance(path, str) or not path.strip():
+        return "must be a relative file path"
+    if has_control(path):
+        return "holds a control character"
+    if path.startswith("/"):
+        return "is absolute; it is relative to the run folder"
+    first = posixpath.normpath(path).split("/")[0]
+    if first == "..":
+        return "goes up with '..'; the run writes only inside the run folder"
+    if first in (".", CATALOG_FOLDER, RUN_LOG_FOLDER):
+        return "names the run folder or its records; give a file such as out/trained.ipynb"
+    return None
+
+
+def _catalog_problems(catalog: Any) -> list[str]:
+    """The catalog field's problems (the SDK builds it without the YAML loader's shape checks)."""
+    if not isinstance(catalog, dict):
+        return ["catalog must be a mapping with 'get' and/or 'put' lists"]
+    out = []
+    for stage in ("get", "put"):
+        patterns = catalog.get(stage) or []
+        if not isinstance(patterns, list):
+            out.append(f"catalog '{stage}' must be a list of file patterns, found {type(patterns).__name__}")
+            continue
+        for pattern in patterns:
+            why = catalog_pattern_problem(pattern)
+            if why:
+                out.append(f"catalog {stage} pattern {pattern!r} {why}")
     return out
 
 

@@ -40,6 +40,14 @@ from .validate import validate as check_rules
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _BaseDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
+# Bounds on what one file may make us build; hostile YAML would otherwise cost minutes and gigabytes.
+MAX_NESTING = 1_000  # lists and mappings inside one another (libyaml's own limit): ~250 levels of branches
+MAX_NODES = 1_000_000  # values, keys, lists and mappings in one file once its aliases (*name) are expanded
+MAX_STEPS = 100_000  # steps of one pipeline, its dag_definition files included
+_TOO_DEEP = f"nested more than {MAX_NESTING:,} levels deep (lists and mappings inside one another)"
+_SELF_CONTAINED = "an alias (*name) makes a list or mapping contain itself"
+_TOO_BIG = f"its aliases (*name) expand it to more than {MAX_NODES:,} values, the most one file may hold"
+
 
 class _Mapping(dict):
     """A YAML mapping that remembers its line and the line of each key."""
@@ -89,8 +97,17 @@ class _FastResolver:
             return self.DEFAULT_MAPPING_TAG
         return self.DEFAULT_SEQUENCE_TAG
 
+    _depth = 0  # of the node being constructed: libyaml bounds flow nesting only, this bounds both
+    _aliased = False  # whether an alias (or merge key) reused a node, so sizes must be counted
+
     def construct_object(self, node: Any, deep: bool = False) -> Any:
         """PyYAML's constructors raise bare ValueError & co. for e.g. ``!!int next``: give them a line."""
+        if node in self.constructed_objects:  # type: ignore[attr-defined]
+            self._aliased = True
+            return self.constructed_objects[node]  # type: ignore[attr-defined]
+        if self._depth >= MAX_NESTING:
+            raise _LocatedError(_TOO_DEEP, node.start_mark.line + 1)
+        self._depth += 1
         try:
             return super().construct_object(node, deep)  # type: ignore[misc]
         except (yaml.YAMLError, _LocatedError, RecursionError):
@@ -99,14 +116,28 @@ class _FastResolver:
             tag = "!!" + node.tag.rsplit(":", 1)[-1] if node.tag.startswith("tag:yaml.org") else node.tag
             shown = repr(node.value) if isinstance(node, yaml.ScalarNode) else f"this {node.id}"
             raise _LocatedError(f"cannot read {shown} as {tag}", node.start_mark.line + 1) from None
+        finally:
+            self._depth -= 1
 
 
-class _Loader(_FastResolver, _BaseLoader):  # type: ignore[misc, valid-type]
-    """The C parser (libyaml), used for every file it can read."""
+class _BoundedScanner:
+    """PyYAML's own scanner slows down with the square of the flow nesting: stop where libyaml stops."""
+
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        if self.flow_level >= MAX_NESTING:  # type: ignore[attr-defined]
+            raise _LocatedError(_TOO_DEEP, self.get_mark().line + 1)  # type: ignore[attr-defined]
+        super().fetch_flow_collection_start(token_class)  # type: ignore[misc]
 
 
-class _DeepLoader(_FastResolver, yaml.SafeLoader):  # type: ignore[misc]
-    """PyYAML's own parser: slower, but without libyaml's limit of 1,000 nesting levels (~250 branches)."""
+class _CLoader(_FastResolver, _BaseLoader):  # type: ignore[misc, valid-type]
+    """The C parser (libyaml), used when PyYAML has it."""
+
+
+class _PyLoader(_FastResolver, _BoundedScanner, yaml.SafeLoader):  # type: ignore[misc]
+    """PyYAML's own parser, used without libyaml."""
+
+
+_Loader = _CLoader if _BaseLoader is not yaml.SafeLoader else _PyLoader
 
 
 def _implicit_table(loader: type) -> dict[str, tuple[tuple[str, Any], ...]]:
@@ -162,8 +193,66 @@ def _construct_mapping(loader: Any, node: yaml.MappingNode) -> _Mapping:
     return out
 
 
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_DeepLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_CLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_PyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _check_size(data: Any) -> None:
+    """Refuse data whose aliases expand it past ``MAX_NODES`` (or make it contain itself).
+
+    Counts what every reader of the data would walk, without walking it: each
+    distinct list or mapping once, its size remembered for every alias to it.
+    Stops at the first (innermost) list or mapping past the limit.
+    """
+    sizes: dict[int, int] = {}
+    on_path = {id(data)}  # met again below itself, a list or mapping contains itself
+    # per list or mapping being counted: itself, its children to go, its size so far, the line of its child
+    stack: list[list[Any]] = [[data, _children(data), 1, None]]
+    while stack:
+        frame = stack[-1]
+        for child, line in frame[1]:
+            frame[3] = line
+            if not isinstance(child, dict | list | tuple | set):
+                frame[2] += 1
+            elif id(child) in sizes:
+                frame[2] += sizes[id(child)]
+            elif id(child) in on_path:
+                raise _LocatedError(_SELF_CONTAINED, _line_near(stack))
+            else:
+                on_path.add(id(child))
+                stack.append([child, _children(child), 1, None])
+                break
+            if frame[2] > MAX_NODES:
+                raise _LocatedError(_TOO_BIG, _line_near(stack))
+        else:
+            stack.pop()
+            on_path.discard(id(frame[0]))
+            sizes[id(frame[0])] = frame[2]
+            if stack:
+                stack[-1][2] += frame[2]
+                if stack[-1][2] > MAX_NODES:
+                    raise _LocatedError(_TOO_BIG, _line_near(stack))
+
+
+def _children(node: Any) -> Iterator[tuple[Any, int | None]]:
+    """A list's or mapping's keys and values, each with its line where known (a mapping's key lines)."""
+    if isinstance(node, dict):
+        lines = getattr(node, "key_lines", {})
+        for key, value in node.items():
+            yield key, lines.get(key)
+            yield value, lines.get(key)
+    elif isinstance(node, list | tuple | set):
+        for item in node:
+            yield item, None
+
+
+def _line_near(stack: list[list[Any]]) -> int:
+    """Where the innermost list or mapping on ``stack`` is: its own line, else the line of its key."""
+    for depth, frame in enumerate(reversed(stack)):
+        line = getattr(frame[0], "line", 0) if depth == 0 else frame[3]
+        if line:
+            return int(line)
+    return 1
 
 
 @contextmanager
@@ -182,21 +271,26 @@ def parse_yaml(text: str, file: str | None = None) -> Any:
     """YAML text -> plain data with line-tracking mappings; syntax errors located."""
     try:
         with _bulk_work():
+            loader = _Loader(text)
             try:
-                return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-            except yaml.MarkedYAMLError as exc:
-                if _BaseLoader is yaml.SafeLoader or "nesting depth" not in str(exc.problem):
-                    raise
-            return yaml.load(text, Loader=_DeepLoader)  # noqa: S506 - a SafeLoader subclass
+                data = loader.get_single_data()
+            finally:
+                loader.dispose()
+            if loader._aliased:
+                _check_size(data)
+            return data
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or "invalid YAML"
+        line = mark.line + 1 if mark else None
+        if "nesting depth" in problem or "recursive node" in problem:  # PyYAML's refusals, in our words
+            ours = _TOO_DEEP if "nesting depth" in problem else _SELF_CONTAINED
+            raise PipelineYAMLError(str(Problem(ours, file=file, line=line))) from None
         if exc.context:  # e.g. "while scanning a quoted scalar (from line 2), found unexpected end of stream"
             began = exc.context_mark
             start = f" (from line {began.line + 1})" if began and mark and began.line != mark.line else ""
             problem = f"{exc.context}{start}, {problem}"
-        raise PipelineYAMLError(str(Problem(f"YAML syntax error: {problem}", file=file,
-                                            line=mark.line + 1 if mark else None))) from None
+        raise PipelineYAMLError(str(Problem(f"YAML syntax error: {problem}", file=file, line=line))) from None
     except yaml.YAMLError as exc:
         raise PipelineYAMLError(str(Problem(f"YAML error: {exc}", file=file))) from None
     except _LocatedError as exc:
@@ -261,6 +355,16 @@ def _source(file: str | None, data: Any, line: int | None) -> YamlSource:
     return YamlSource(file, line, getattr(data, "key_lines", None) or {})
 
 
+class _Shared:
+    """What the builders of one pipeline share across its dag_definition files."""
+
+    __slots__ = ("steps", "files")
+
+    def __init__(self) -> None:
+        self.steps = 0  # built so far, against MAX_STEPS: a file named by many steps counts each time
+        self.files: dict[Path, Any] = {}  # dag_definition file -> its data, or the error reading it
+
+
 class _Builder:
     """Turns parsed YAML into the model, collecting every shape problem it meets.
 
@@ -268,8 +372,10 @@ class _Builder:
     file that includes itself (directly or through others) is reported, not followed.
     """
 
-    def __init__(self, file: str | None, base: Path, seen: tuple[Path, ...] = ()) -> None:
+    def __init__(self, file: str | None, base: Path, seen: tuple[Path, ...] = (),
+                 shared: _Shared | None = None) -> None:
         self.file, self.base, self.seen = file, base, seen
+        self.shared = shared or _Shared()
         self.problems: list[Problem] = []
 
     def problem(self, message: str, step: str | None = None, line: int | None = None) -> None:
@@ -351,6 +457,12 @@ class _Builder:
             self.problem(f"a step name must be text, found {_show(name)}", line=line)
             return None
         path = join_name(prefix, name)
+        self.shared.steps += 1
+        if self.shared.steps > MAX_STEPS:  # aliases or dag_definition files repeating steps: stop now
+            raise PipelineYAMLError(str(Problem(
+                f"the pipeline has more than {MAX_STEPS:,} steps (aliases and dag_definition files "
+                "counted each time they are used), the most one pipeline may have",
+                step=path, file=self.file, line=line)))
         if not isinstance(body, dict):
             self.problem(f"a step must be a mapping with a 'type', found {_show(body)}", step=path, line=line)
             return None
@@ -455,15 +567,19 @@ class _Builder:
             self.problem(f"dag_definition {ref!r} includes itself ({chain})", step=path, line=line)
             return None
         label = ref if self.file is None else str(Path(self.file).parent / ref)
-        try:
-            data = parse_yaml(read_text(target), label)
-        except PipelineYAMLError as exc:
-            self.problem(f"dag_definition {ref!r} cannot be used: {exc}", step=path, line=line)
+        if target not in self.shared.files:  # each file is read once, however many steps name it
+            try:
+                self.shared.files[target] = parse_yaml(read_text(target), label)
+            except PipelineYAMLError as exc:
+                self.shared.files[target] = exc
+        data = self.shared.files[target]
+        if isinstance(data, PipelineYAMLError):
+            self.problem(f"dag_definition {ref!r} cannot be used: {data}", step=path, line=line)
             return None
         if not isinstance(data, dict) or "dag" not in data:
             self.problem(f"dag_definition {ref!r} has no 'dag' mapping", step=path, line=line)
             return None
-        inner = _Builder(label, target.parent, self.seen + (target,))
+        inner = _Builder(label, target.parent, self.seen + (target,), self.shared)
         branch = inner.pipeline(data["dag"], branch_path, _line(data, "dag"), f"branch '{branch_path}'")
         self.problems.extend(inner.problems)
         return branch

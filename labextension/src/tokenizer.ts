@@ -14,7 +14,12 @@
  *
  * Offsets are UTF-16 indices into the cell's text, `from` inclusive and `to`
  * exclusive; no token spans two lines.
+ *
+ * Which magics exist and what their lines take comes from the magics' own
+ * argument parsers (magics.generated.ts, see magnus_jupyter/magic_table.py).
  */
+
+import { MAGIC_TABLE } from './magics.generated';
 
 export type TokenType =
   | 'magic' // %%magnus_parallel, %magnus_run
@@ -48,46 +53,34 @@ export interface CellTokens {
   tokens: Token[];
 }
 
+/** How a magic's line is read: from its argument parser (magics.generated.ts). */
 interface MagicSpec {
+  line: boolean;
+  cell: boolean;
   /** Flags that take a value. */
   values: readonly string[];
   /** Flags that take none. */
   switches: readonly string[];
   /** The allowed values of a flag, where argparse has `choices`. */
-  choices?: Readonly<Record<string, readonly string[]>>;
+  choices: Readonly<Record<string, readonly string[]>>;
+  /** Flags whose value argparse reads as an integer (`type=int`). */
+  ints: readonly string[];
+  /** How many positional words (NAME, PATH, RUN_ID) it needs, and takes at most (null: any number). */
+  minPositional: number;
+  maxPositional: number | null;
 }
 
-const POLICY = { '--failure-policy': ['finish_all', 'fail_fast'] } as const;
+const TABLE: Readonly<Record<string, MagicSpec>> = MAGIC_TABLE;
 
-export const CELL_MAGICS: Readonly<Record<string, MagicSpec>> = {
-  magnus_step: {
-    values: ['--next', '--on-failure', '--notebook', '--returns', '--branch'],
-    switches: ['--shell', '--stub']
-  },
-  magnus_parallel: {
-    values: ['--next', '--on-failure', '--failure-policy'],
-    switches: [],
-    choices: POLICY
-  },
-  magnus_map: {
-    values: ['--iterate-on', '--iterate-as', '--next', '--on-failure', '--failure-policy'],
-    switches: [],
-    choices: POLICY
-  }
-};
+function magicsWhere(kind: 'line' | 'cell'): Readonly<Record<string, MagicSpec>> {
+  return Object.fromEntries(Object.entries(TABLE).filter(([, spec]) => spec[kind]));
+}
 
-/** The declaring magics work as line magics too (`%magnus_step A --notebook a.ipynb`). */
-export const LINE_MAGICS: Readonly<Record<string, MagicSpec>> = {
-  ...CELL_MAGICS,
-  magnus_run: {
-    values: ['--workers', '-p', '--parameters-file', '--param'],
-    switches: ['--background']
-  },
-  magnus_show: { values: [], switches: [] },
-  magnus_yaml: { values: [], switches: [] },
-  magnus_load: { values: [], switches: [] },
-  magnus_reset: { values: [], switches: [] }
-};
+/** `%%magnus_step`, `%%magnus_parallel`, `%%magnus_map`: the magics that declare from a cell. */
+export const CELL_MAGICS = magicsWhere('cell');
+
+/** Every magic usable on a line; the declaring ones too (`%magnus_step A --notebook a.ipynb`). */
+export const LINE_MAGICS = magicsWhere('line');
 
 const RESERVED_IN_BRANCH = ['.', '%'];
 
@@ -105,7 +98,7 @@ export function tokenize(text: string): CellTokens {
   const magic = head[1];
   const line = lines[first];
   const tokens: Token[] = [{ type: 'magic', from: line.from, to: line.from + head[0].length }];
-  tokens.push(...argumentTokens(line.text, line.from, head[0].length, CELL_MAGICS[magic], 'name'));
+  tokens.push(...argumentTokens(line.text, line.from, CELL_MAGICS[magic], tokens[0], 'name'));
   const body = lines.slice(first + 1);
   if (body.length === 0 || (body.length === 1 && body[0].text === '')) {
     tokens[0].type = 'error'; // IPython: "%%magnus_step is a cell magic, but the cell body is empty"
@@ -203,41 +196,63 @@ function isFlag(word: string): boolean {
   return word.startsWith('-') && word.length > 1 && !/^-\d/.test(word);
 }
 
+/** What Python's int() takes (argparse `type=int`), ASCII digits only. */
+const INT = /^\s*[+-]?\d+(_\d+)*\s*$/;
+
+/**
+ * The words after `magic` (its token, marked an error when a required NAME or PATH is missing),
+ * read like argparse: flags, their values, and positional words up to the magic's count. Words
+ * after a flag cannot add to an earlier NAME (`A --stub B` leaves B unrecognized).
+ */
 function argumentTokens(
   line: string,
   offset: number,
-  start: number,
   spec: MagicSpec,
+  magic: Token,
   positional: TokenType
 ): Token[] {
   const tokens: Token[] = [];
-  const words = shellWords(line, start);
+  const words = shellWords(line, magic.to - offset);
   const at = (w: Word, type: TokenType, from = w.from, to = w.to): void => {
     tokens.push({ type: w.closed ? type : 'error', from: offset + from, to: offset + to });
   };
   let wanted: string | null = null; // a flag waiting for its value
   const value = (w: Word, flag: string, text: string, from: number): void => {
-    const choices = spec.choices?.[flag];
-    at(w, choices && !choices.includes(text) ? 'error' : 'value', from);
+    const choices = spec.choices[flag];
+    const wrong = (choices && !choices.includes(text)) || (spec.ints.includes(flag) && !INT.test(text));
+    at(w, wrong ? 'error' : 'value', from);
   };
+  let positionals = 0;
+  let closed = false; // a flag came after positional words: an unbounded NAME takes no more
+  let unknown = false; // the previous word is an unknown flag: the error is it, not its value
   for (const w of words) {
     if (wanted !== null && !(isFlag(w.text) && resolveFlag(w.text.split('=')[0], spec))) {
       value(w, wanted, w.text, w.from);
       wanted = null;
       continue;
     }
+    if (unknown && !isFlag(w.text)) {
+      at(w, 'value');
+      unknown = false;
+      continue;
+    }
+    unknown = false;
     if (wanted !== null) {
       tokens[tokens.length - 1].type = 'error'; // the previous flag got no value
       wanted = null;
     }
     if (!isFlag(w.text)) {
-      at(w, positional);
+      const room = spec.maxPositional === null ? !closed : positionals < spec.maxPositional;
+      at(w, room ? positional : 'error');
+      positionals++;
       continue;
     }
+    closed = positionals > 0;
     const eq = w.text.indexOf('=');
     const flag = resolveFlag(eq < 0 ? w.text : w.text.slice(0, eq), spec);
     if (flag === null) {
       at(w, 'error');
+      unknown = eq < 0;
     } else if (eq < 0) {
       at(w, 'flag');
       if (spec.values.includes(flag)) wanted = flag;
@@ -250,6 +265,7 @@ function argumentTokens(
     }
   }
   if (wanted !== null) tokens[tokens.length - 1].type = 'error';
+  if (positionals < spec.minPositional) magic.type = 'error';
   return tokens;
 }
 
@@ -259,9 +275,9 @@ function lineMagicTokens(lines: Line[]): Token[] {
     const m = /^(\s*)%(magnus_[a-z]+)(?=\s|$)/.exec(l.text);
     if (!m || !(m[2] in LINE_MAGICS)) continue;
     const start = m[1].length;
-    tokens.push({ type: 'magic', from: l.from + start, to: l.from + m[0].length });
+    const magic: Token = { type: 'magic', from: l.from + start, to: l.from + m[0].length };
     const positional = m[2] in CELL_MAGICS ? 'name' : 'value';
-    tokens.push(...argumentTokens(l.text, l.from, m[0].length, LINE_MAGICS[m[2]], positional));
+    tokens.push(magic, ...argumentTokens(l.text, l.from, LINE_MAGICS[m[2]], magic, positional));
   }
   return tokens;
 }

@@ -11,13 +11,18 @@ interface ICase {
   rejected: boolean | null;
 }
 
-// The kernel's verdicts, checked against magnus_jupyter.declare by tests/labextension_test.
-const { cases } = JSON.parse(readFileSync(new URL('./branch-cases.json', import.meta.url), 'utf8')) as {
-  cases: ICase[];
-};
+interface ILineCase {
+  line: string;
+  rejected: boolean;
+}
+
+/** A case file of test/, with the kernel's verdicts checked against magnus_jupyter by tests/labextension_test. */
+function cases<T>(name: string): T[] {
+  return (JSON.parse(readFileSync(new URL(name, import.meta.url), 'utf8')) as { cases: T[] }).cases;
+}
 
 describe('the tokenizer agrees with the kernel', () => {
-  it.each(cases)('$magic: $body', ({ magic, body, yaml, rejected }) => {
+  it.each(cases<ICase>('./branch-cases.json'))('$magic: $body', ({ magic, body, yaml, rejected }) => {
     const flags = magic === 'magnus_map' ? ' --iterate-on xs --iterate-as x' : '';
     const cell = tokenize(`%%${magic} P${flags}\n${body}`);
     expect(cell.body).toBe(yaml ? 'yaml' : 'branches');
@@ -25,5 +30,13 @@ describe('the tokenizer agrees with the kernel', () => {
       const errors = cell.tokens.filter(t => t.type === 'error');
       expect(errors.length > 0).toBe(rejected);
     }
+  });
+});
+
+describe("the tokenizer agrees with the magics' argument parsers", () => {
+  it.each(cases<ILineCase>('./magic-line-cases.json'))('$line', ({ line, rejected }) => {
+    // a body, so that a cell magic is not refused for having none; only the magic line counts
+    const errors = tokenize(`${line}\nx`).tokens.filter(t => t.type === 'error' && t.to <= line.length);
+    expect(errors.length > 0).toBe(rejected);
   });
 });

@@ -301,3 +301,41 @@ describe('helpers', () => {
     });
   });
 });
+
+describe('magics and flags come from the parsers (magics.generated.ts)', () => {
+  it('knows --executor and --scheduler of %magnus_run', () => {
+    expect(view('%magnus_run --executor dask --scheduler tcp://x:1')).toEqual([
+      ['magic', '%magnus_run'],
+      ['flag', '--executor'],
+      ['value', 'dask'],
+      ['flag', '--scheduler'],
+      ['value', 'tcp://x:1']
+    ]);
+  });
+
+  it('knows %magnus_retry, its RUN_ID and its flags', () => {
+    expect(view('%magnus_retry')).toEqual([['magic', '%magnus_retry']]);
+    expect(view('%magnus_retry 2024-01-01-abc --workers 2')).toEqual([
+      ['magic', '%magnus_retry'],
+      ['value', '2024-01-01-abc'],
+      ['flag', '--workers'],
+      ['value', '2']
+    ]);
+    expect(ofType('%magnus_retry --executor dask', 'error')).toEqual(['--executor']);
+  });
+
+  it('marks positional words a magic does not take, and a missing NAME or PATH', () => {
+    expect(ofType('%magnus_show now', 'error')).toEqual(['now']);
+    expect(ofType('%magnus_yaml a.yaml b.yaml', 'error')).toEqual(['b.yaml']);
+    expect(view('%magnus_load')).toEqual([['error', '%magnus_load']]);
+    expect(view('%%magnus_step --stub\npass')[0]).toEqual(['error', '%%magnus_step']);
+    // argparse takes NAME's words before the first flag only
+    expect(ofType('%%magnus_step Get --stub Features\npass', 'error')).toEqual(['Features']);
+    expect(ofType('%%magnus_step --next B Get Features\npass', 'name')).toEqual(['Get', 'Features']);
+  });
+
+  it('marks a value argparse cannot read as an integer', () => {
+    expect(ofType('%magnus_run --workers four', 'error')).toEqual(['four']);
+    expect(ofType('%magnus_run --workers=2.5', 'error')).toEqual(['2.5']);
+  });
+});

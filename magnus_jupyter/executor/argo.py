@@ -36,8 +36,8 @@ import json
 import re
 from typing import Any
 
-from ..errors import ExecutionError
-from ..model import Fail, Map, Pipeline, Step, Task
+from ..errors import ExecutionError, Problem
+from ..model import Fail, Map, Parallel, Pipeline, Step, Task
 
 VALUES_PATH = "/tmp/magnus-values.json"
 
@@ -218,6 +218,7 @@ def export_argo(pipeline: Pipeline, *, image: str, pipeline_file: str,
     """The Argo ``Workflow`` manifest (a dict, ready for YAML) that runs ``pipeline`` step by step."""
     from hera.workflows import models as m
 
+    _refuse_template_names(pipeline)
     builder = _Builder(image, root, pvc)
     params = dict(parameters or {})
     init_args = ["execute-step", "{{workflow.parameters.run_id}}", "--init", "--root", root,
@@ -237,7 +238,10 @@ def export_argo(pipeline: Pipeline, *, image: str, pipeline_file: str,
     for key, value in params.items():
         if key == "run_id":
             raise ExecutionError("export: a parameter may not be called run_id (the workflow's own)")
-        workflow_params.append(m.Parameter(name=key, value=json.dumps(value)))
+        if "{" in key or "}" in key:
+            raise ExecutionError(f"export: parameter name {key!r}: Argo would read braces in it as a "
+                                 "template expression; rename it")
+        workflow_params.append(m.Parameter(name=key, value=_argo_json(value)))
     volumes = ([m.Volume(name="magnus-root",
                          persistent_volume_claim=m.PersistentVolumeClaimVolumeSource(claim_name=pvc))]
                if pvc else None)
@@ -249,6 +253,38 @@ def export_argo(pipeline: Pipeline, *, image: str, pipeline_file: str,
                             templates=builder.templates, volumes=volumes),
     )
     return workflow.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def _refuse_template_names(pipeline: Pipeline) -> None:
+    """Argo expands ``{{...}}`` wherever it occurs in a manifest, and step and branch names go into it
+    (the internal names pods are given): a name holding ``{{`` or ``}}`` is refused, by its place."""
+    problems = []
+    for internal, step, _ in pipeline.walk():
+        names = [("its name ", step.name)]
+        if isinstance(step, Parallel):
+            names += [(f"branch name {branch!r} ", branch) for branch in step.parallel_branches]
+        for what, name in names:
+            if "{{" in name or "}}" in name:
+                source = step.source
+                problems.append(Problem(f"{what}holds '{{{{' or '}}}}', which Argo would read as a template "
+                                        "expression; rename it to export the pipeline to Argo",
+                                        step=internal, file=source.file if source else None,
+                                        line=source.line if source else None))
+    if len(problems) == 1:
+        raise ExecutionError(f"cannot export to Argo: {problems[0]}")
+    if problems:
+        raise ExecutionError(f"cannot export to Argo ({len(problems)} problems):\n"
+                             + "\n".join(f"  {p}" for p in problems))
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _argo_json(value: Any) -> str:
+    """A parameter value as JSON with every brace inside a string escaped (``\\u007b``): Argo expands
+    ``{{...}}`` even in parameter values; the JSON still reads back as the same value."""
+    return _JSON_STRING.sub(lambda m: m.group().replace("{", "\\u007b").replace("}", "\\u007d"),
+                            json.dumps(value))
 
 
 def validate_manifest(manifest: dict[str, Any]) -> None:

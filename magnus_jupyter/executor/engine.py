@@ -3,11 +3,18 @@
 A graph is walked from ``start_at`` along ``next``; a failed step goes to its
 ``on_failure`` step, else to the graph's ``fail`` step; the ``success`` or
 ``fail`` step ends the graph and sets its branch's (or the run's) status. A
-parallel, map or dag step runs each branch in a thread of this process (the
-first in the caller's own thread) and succeeds only when every branch reached
-its ``success`` step. Only leaf tasks go to the bounded pool of task slots, so
-a composite waiting for its branches holds no slot and nesting cannot
-deadlock; stubs and terminal steps never leave this process.
+parallel, map or dag step succeeds only when every branch reached its
+``success`` step.
+
+The walk is event-driven, not a thread per branch: one asyncio event loop, in
+the caller's thread, runs every graph as a coroutine. A leaf task hands each
+attempt to the bounded pool of task slots and awaits its future; blocking file
+work (catalog copies and hashes, the pool's start and submit) goes to a few
+helper threads. A parallel, map or dag step walks its branches in at most
+``branch_window(workers)`` lanes, each taking the next branch when its last one
+ends, so neither threads nor memory grow with the number of branches, and a
+composite waiting for its branches holds nothing they need: nesting cannot
+deadlock. Stubs and terminal steps never leave the loop.
 
 The engine knows no widget and no terminal: it publishes events (events.py).
 
@@ -18,20 +25,23 @@ log entry, catalog files and parameter updates are copied into the new run.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import os
 import shutil
 import threading
 from collections import Counter
-from collections.abc import Iterable
-from concurrent.futures import CancelledError
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ExecutionError
 from ..model import Dag, Fail, Map, Parallel, Pipeline, Step, Stub, Success, Task, join_name
+from ..text import file_stem
 from . import events as ev
 from .catalog import Catalog, CatalogError
 from .context import RunContext, run_context
@@ -40,6 +50,17 @@ from .runlog import CATALOG_FOLDER, RunLogStore, attempt_log, branch_log, flatte
 from .task import FAIL, SUCCESS, TaskResult, TaskSpec
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+FILE_THREADS = 4  # helper threads for blocking file work: catalog copies, hashes, the pool's start and submit
+CANCEL_POLL = 0.05  # seconds between looks at the caller's cancel event
+
+
+def branch_window(workers: int) -> int:
+    """How many branches of one parallel or map step are walked at once: twice the pool's width (at
+    least 4), so the pool always has a next task waiting, while the walk's memory follows the pool's
+    width and not the number of branches."""
+    return max(4, 2 * workers)
 
 
 @dataclass
@@ -81,7 +102,8 @@ class _Scope:
 
 
 def _safe(name: str) -> str:
-    return name.replace(" ", "_").replace(os.sep, "_")
+    """A file-name stem for an internal name: readable, one path component, bounded in length."""
+    return file_stem(name, name.replace(" ", "_").replace(os.sep, "_"))
 
 
 def attempt_paths(folder: Path, internal: str, kind: str, attempt: int) -> tuple[str, str | None]:
@@ -139,6 +161,8 @@ class Reuse:
 
 
 class _Engine:
+    """One run's walk: coroutines on one event loop; the pool, helper threads and the run log it feeds."""
+
     def __init__(self, pipeline: Pipeline, store: RunLogStore, catalog: Catalog, params: ParameterStore,
                  bus: ev.EventBus, cwd: Path, workers: int, slots: Any, warm_kernels: bool,
                  slots_factory: Any = None, reuse: Reuse | None = None, timeout: float | None = None,
@@ -150,6 +174,7 @@ class _Engine:
         self.bus = bus
         self.cwd = cwd
         self.workers = workers
+        self.window = branch_window(workers)
         self._slots = slots
         self.owns_slots = False
         self.warm_kernels = warm_kernels
@@ -165,8 +190,12 @@ class _Engine:
             from .tracking import tracker_for
 
             self.tracker = tracker_for(services.experiment_tracker, store.run_id, services.tag)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the pool is started in a helper thread, once
+        self._files: ThreadPoolExecutor | None = None
+        self._interrupt = threading.Event()  # a KeyboardInterrupt while another thread walks
+        self._watching: asyncio.Handle | None = None
         self.root = _Scope(None, (), {})
+        self.stopped = False
 
     # ---- the pool, created on the first task so stub pipelines start no process ----
 
@@ -202,24 +231,94 @@ class _Engine:
         log.info(message)  # subscribers show it; a logging handler of last resort would repeat it
         self.bus.publish(ev.RunWarning(message))
 
+    # ---- the event loop ----
+
+    def walk(self, cancel: threading.Event | None) -> None:
+        """Walk the pipeline to its end. The loop runs in this thread, unless this thread runs an event
+        loop already (``run_pipeline`` called in a Jupyter cell): then in one thread of its own."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self._walk(cancel)
+            return
+        failure: list[BaseException] = []
+        done = threading.Event()
+
+        def target() -> None:
+            try:
+                self._walk(cancel)
+            except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+                failure.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=target, name="magnus-walk", daemon=True).start()
+        try:
+            while not done.wait(CANCEL_POLL):
+                pass
+        except KeyboardInterrupt:
+            self._interrupt.set()  # the walk stops everything, then ends
+            done.wait()
+            raise
+        if failure:
+            raise failure[0]
+
+    def _walk(self, cancel: threading.Event | None) -> None:
+        loop = asyncio.new_event_loop()
+        self._files = ThreadPoolExecutor(FILE_THREADS, thread_name_prefix="magnus-files")
+        self._watching = loop.call_soon(self._watch, loop, cancel)
+        try:
+            loop.run_until_complete(
+                self.graph(self.pipeline, "", self.store.data["steps"], self.root, self.store.data))
+        except BaseException:  # an interrupt or an engine bug: stop every branch, before the pool closes
+            self.stop("the run was interrupted")
+            _cancel_all(loop)
+            raise
+        finally:
+            if self._watching is not None:
+                self._watching.cancel()
+            self._files.shutdown(wait=True, cancel_futures=True)
+            loop.close()
+
+    def _watch(self, loop: asyncio.AbstractEventLoop, cancel: threading.Event | None) -> None:
+        """The caller's event (Ctrl-C, a kernel interrupt, a button) cancels everything."""
+        if cancel is not None and cancel.is_set():
+            self.stop("the run was cancelled")
+        elif self._interrupt.is_set():
+            self.stop("the run was interrupted")
+        else:
+            self._watching = loop.call_later(CANCEL_POLL, self._watch, loop, cancel)
+
+    async def _off(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking work in a helper thread; the walk goes on meanwhile."""
+        return await asyncio.get_running_loop().run_in_executor(self._files, partial(fn, *args))
+
+    def stop(self, reason: str) -> None:
+        """Cancel the whole run, once: running tasks are killed, no step starts."""
+        if self.stopped:
+            return
+        self.stopped = True
+        with self.store.lock:
+            self.store.data["message"] = "cancelled"
+        self.warn(reason)
+        self.cancel([self.root], reason)
+
     # ---- traversal ----
 
-    def run(self) -> str:
-        return self.graph(self.pipeline, "", self.store.data["steps"], self.root, self.store.data)
-
-    def graph(self, graph: Pipeline, prefix: str, container: dict[str, Any], scope: _Scope,
-              owner: dict[str, Any]) -> str:
+    async def graph(self, graph: Pipeline, prefix: str, container: dict[str, Any], scope: _Scope,
+                    owner: dict[str, Any]) -> str:
         """Walk one graph; its success/fail step sets ``owner`` (a branch log or the run log)."""
         current = graph.start_at
         fail_step = graph.terminal(Fail)
         while True:
+            await asyncio.sleep(0)  # between steps, the other branches and the cancel watch get their turn
             if scope.cancelled:
                 self._update(owner, status=FAIL)
                 return FAIL
             step = graph.steps.get(current or "")
             if step is None:
                 raise ExecutionError(f"{prefix or 'the pipeline'}: no step named {current!r} to go to")
-            status = self.step(step, join_name(prefix, step.name), container, scope, owner)
+            status = await self.step(step, join_name(prefix, step.name), container, scope, owner)
             if isinstance(step, Success | Fail):
                 break
             if status == SUCCESS:
@@ -228,10 +327,10 @@ class _Engine:
                 current = step.on_failure or (fail_step.name if fail_step else None)
         return str(owner["status"])
 
-    def step(self, step: Step, internal: str, container: dict[str, Any], scope: _Scope,
-             owner: dict[str, Any]) -> str:
+    async def step(self, step: Step, internal: str, container: dict[str, Any], scope: _Scope,
+                   owner: dict[str, Any]) -> str:
         if self.reuse is not None and isinstance(step, Task) and not scope.cancelled:
-            reused = self._reused(step, internal, container, scope)
+            reused = await self._reused(step, internal, container, scope)
             if reused is not None:
                 return reused
         entry = step_log(step.name, internal, step.type)
@@ -241,16 +340,16 @@ class _Engine:
         self.bus.publish(ev.StepStarted(internal, step.name, step.type))
         message = ""
         if isinstance(step, Task):
-            status, message = self.task(step, internal, entry, scope)
+            status, message = await self.task(step, internal, entry, scope)
         elif isinstance(step, Parallel | Map | Dag):
-            status, message = self.composite(step, internal, entry, scope)
+            status, message = await self.composite(step, internal, entry, scope)
         else:
             status = SUCCESS
             start = now()
             if isinstance(step, Stub) and step.catalog:
-                status, message = self._sync(step.catalog, entry, "get", None)
+                status, message = await self._sync(step.catalog, entry, "get", None)
                 if status == SUCCESS:
-                    status, message = self._sync(step.catalog, entry, "put", None)
+                    status, message = await self._sync(step.catalog, entry, "put", None)
             if isinstance(step, Success | Fail):  # magnus: the terminal step itself always succeeds
                 self._update(owner, status=SUCCESS if isinstance(step, Success) else FAIL)
             with self.store.lock:
@@ -259,11 +358,12 @@ class _Engine:
         self.bus.publish(ev.StepFinished(internal, step.name, step.type, status, message))
         return status
 
-    def _reused(self, step: Task, internal: str, container: dict[str, Any], scope: _Scope) -> str | None:
+    async def _reused(self, step: Task, internal: str, container: dict[str, Any],
+                      scope: _Scope) -> str | None:
         """A task that succeeded in the run being retried: its log, files and updates, not a new attempt."""
         assert self.reuse is not None
         try:
-            entry, why = self.reuse.entry(internal, self.catalog)
+            entry, why = await self._off(self.reuse.entry, internal, self.catalog)
         except OSError as exc:
             entry, why = None, f"its catalog files cannot be copied: {exc}"
         if entry is None:
@@ -281,10 +381,15 @@ class _Engine:
 
     # ---- leaf tasks ----
 
-    def _sync(self, catalog: dict[str, list[str]], entry: dict[str, Any], stage: str,
-              synced: list[dict[str, Any]] | None) -> tuple[str, str]:
-        if not self.syncs:
+    async def _sync(self, catalog: dict[str, list[str]], entry: dict[str, Any], stage: str,
+                    synced: list[dict[str, Any]] | None) -> tuple[str, str]:
+        """A step's catalog ``get`` or ``put``; the copies happen in a helper thread."""
+        if not catalog.get(stage) or not self.syncs:
             return SUCCESS, ""
+        return await self._off(self._copy, catalog, entry, stage, synced)
+
+    def _copy(self, catalog: dict[str, list[str]], entry: dict[str, Any], stage: str,
+              synced: list[dict[str, Any]] | None) -> tuple[str, str]:
         found: list[dict[str, Any]] = []
         try:
             for pattern in catalog.get(stage) or []:
@@ -300,10 +405,9 @@ class _Engine:
                     entry["data_catalog"].extend(found)
         return SUCCESS, ""
 
-
-    def task(self, step: Task, internal: str, entry: dict[str, Any], scope: _Scope) -> tuple[str, str]:
+    async def task(self, step: Task, internal: str, entry: dict[str, Any], scope: _Scope) -> tuple[str, str]:
         catalog = step.catalog or {}
-        status, message = self._sync(catalog, entry, "get", None)
+        status, message = await self._sync(catalog, entry, "get", None)
         if status == FAIL:
             stamp = now()
             with self.store.lock:
@@ -311,7 +415,7 @@ class _Engine:
             return FAIL, message
         synced = list(entry["data_catalog"])
         if self.patches is not None and step.name not in self.patches:
-            return self._mocked(catalog, entry, synced)
+            return await self._mocked(catalog, entry, synced)
         for number in range(1, (step.max_attempts or 1) + 1):
             if scope.cancelled:
                 return FAIL, scope.reason
@@ -327,8 +431,8 @@ class _Engine:
             )
             start = now()
             self.bus.publish(ev.AttemptStarted(internal, number, log_path, notebook))
-            self.store.flush()  # the task's get_run_log() sees the run as it is now
-            result = self._submit(spec, scope)
+            await self._off(self.store.flush)  # the task's get_run_log() sees the run as it is now
+            result = await self._submit(spec, scope)
             if scope.cancelled and result.status != SUCCESS:
                 result.message = f"cancelled: {scope.reason}"
             record = attempt_log(number, result.start_time or start, result.end_time or now(), result.status,
@@ -337,13 +441,11 @@ class _Engine:
                 entry["attempts"].append(record)
             self.store.touch()
             self.bus.publish(ev.AttemptFinished(internal, number, result.status, result.message))
-            self._record_outputs(entry, result, log_path, notebook)
-            self._publish_notebook(step, scope, result.output_notebook or notebook)
-            self._track(internal, result.metrics)
+            await self._off(self._keep_outputs, step, scope, entry, result, log_path, notebook)
             if result.status == SUCCESS:
                 with self.store.lock:
                     entry["data_catalog"].extend(result.data_catalog)
-                status, message = self._sync(catalog, entry, "put", synced)
+                status, message = await self._sync(catalog, entry, "put", synced)
                 if status == FAIL:
                     return FAIL, message
                 updates = changed(given, result.parameters or {})
@@ -355,11 +457,19 @@ class _Engine:
             message = result.message or "the task failed"
         return FAIL, message
 
-    def _mocked(self, catalog: dict[str, list[str]], entry: dict[str, Any],
-                synced: list[dict[str, Any]]) -> tuple[str, str]:
+    def _keep_outputs(self, step: Task, scope: _Scope, entry: dict[str, Any], result: TaskResult,
+                      log_path: str, notebook: str | None) -> None:
+        """An attempt's files: recorded in the catalog, the executed notebook copied where it was asked;
+        its metrics to the experiment tracker."""
+        self._record_outputs(entry, result, log_path, notebook)
+        self._publish_notebook(step, scope, result.output_notebook or notebook)
+        self._track(entry["internal_name"], result.metrics)
+
+    async def _mocked(self, catalog: dict[str, list[str]], entry: dict[str, Any],
+                      synced: list[dict[str, Any]]) -> tuple[str, str]:
         """A mocked executor's unpatched task: not run but successful, ``mock: true``; its catalog syncs."""
         start = now()
-        status, message = self._sync(catalog, entry, "put", synced)
+        status, message = await self._sync(catalog, entry, "put", synced)
         with self.store.lock:
             entry["mock"] = True
             entry["attempts"].append(attempt_log(1, start, now(), status, message, self.params.snapshot()))
@@ -419,29 +529,28 @@ class _Engine:
             self.store.data["parameters"] = self.params.snapshot()
         self.store.touch()
 
-    def _submit(self, spec: TaskSpec, scope: _Scope) -> TaskResult:
-        slots = self.slots()
-        with self._lock:
-            if scope.cancelled:
-                return TaskResult(FAIL, f"cancelled: {scope.reason}")
+    async def _submit(self, spec: TaskSpec, scope: _Scope) -> TaskResult:
+        slots = self._slots if self._slots is not None else await self._off(self.slots)
+        if scope.cancelled:
+            return TaskResult(FAIL, f"cancelled: {scope.reason}")
         try:
-            future = slots.submit(spec)
+            future = await self._off(slots.submit, spec)
             # listed as running only once in the pool: a cancel() before this found nothing to stop
             # (so stop it here), one after it stops it itself; either way the pool is told once
-            with self._lock:
-                scope.running.add(spec.internal_name)
-                missed = scope.cancelled
-            if missed:
+            scope.running.add(spec.internal_name)
+            if scope.cancelled:
                 slots.cancel(spec.internal_name)
-            return future.result()
-        except CancelledError:
-            return TaskResult(FAIL, f"cancelled: {scope.reason or 'the task was cancelled'}")
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the walk itself is being torn down (an interrupt)
+            return TaskResult(FAIL, f"cancelled: {scope.reason or 'the task was cancelled'}")  # by the pool
         except Exception as exc:  # the pool promises not to raise for task failures; be safe anyway
             log.exception("task slot failed for %s", spec.internal_name)
             return TaskResult(FAIL, f"could not run the task: {type(exc).__name__}: {exc}")
         finally:
-            with self._lock:
-                scope.running.discard(spec.internal_name)
+            scope.running.discard(spec.internal_name)
 
     # ---- composite steps ----
 
@@ -462,7 +571,8 @@ class _Engine:
                           f"once ({', '.join(duplicates)}); map branches are named by value")
         return values, ""
 
-    def composite(self, step: Step, internal: str, entry: dict[str, Any], scope: _Scope) -> tuple[str, str]:
+    async def composite(self, step: Step, internal: str, entry: dict[str, Any],
+                        scope: _Scope) -> tuple[str, str]:
         branches: list[tuple[str, Pipeline, dict[str, Any]]] = []
         if isinstance(step, Map):
             values, message = self._map_values(step)
@@ -484,17 +594,15 @@ class _Engine:
                 logs.append(branch_log(name))
                 entry["branches"][name] = logs[-1]
         self.store.touch()
-        with self._lock:
-            for name, _, map_variable in branches:
-                child = _Scope(scope, scope.writers + ((writes, name),), map_variable)
-                scope.children.append(child)
-                children.append(child)
+        for name, _, map_variable in branches:
+            children.append(_Scope(scope, scope.writers + ((writes, name),), map_variable))
+        scope.children = children  # a branch walks one step at a time: these are all it has
 
-        def run_branch(i: int) -> None:
+        async def run_branch(i: int) -> None:
             name, pipeline, _ = branches[i]
             self.bus.publish(ev.BranchStarted(name))
             try:
-                status = self.graph(pipeline, name, logs[i]["steps"], children[i], logs[i])
+                status = await self.graph(pipeline, name, logs[i]["steps"], children[i], logs[i])
             except Exception as exc:  # an engine bug in one branch must not hang its siblings
                 log.exception("branch %s crashed", name)
                 self.warn(f"branch '{name}' stopped on an internal error: {type(exc).__name__}: {exc}")
@@ -505,23 +613,35 @@ class _Engine:
                 self.cancel([c for j, c in enumerate(children) if j != i],
                             f"branch '{name}' failed (failure_policy: fail_fast)")
 
-        threads = [threading.Thread(target=run_branch, args=(i,), name=f"branch {branches[i][0]}",
-                                    daemon=True) for i in range(1, len(branches))]
-        for thread in threads:
-            thread.start()
-        if branches:
-            run_branch(0)
-        for thread in threads:
-            thread.join()
-        with self._lock:
-            for child in children:
-                scope.children.remove(child)
+        started = 0
+
+        async def lane() -> None:  # walks one branch after another, until none is left or they are cancelled
+            nonlocal started
+            while started < len(branches) and not children[started].cancelled:
+                started += 1
+                await run_branch(started - 1)
+
+        await asyncio.gather(*(lane() for _ in range(min(self.window, len(branches)))))
+        self._skip([name for name, _, _ in branches[started:]], logs[started:])
+        scope.children = []
         for warning in writes.warnings():
             self.warn(warning)
         failed = [b["internal_name"] for b in logs if b["status"] != SUCCESS]
         if failed:
             return FAIL, branches_failed(failed)
         return SUCCESS, ""
+
+    def _skip(self, names: list[str], logs: list[dict[str, Any]]) -> None:
+        """Branches cancelled before their turn came: FAIL at once, no step run, announced like any other."""
+        if not logs:
+            return
+        with self.store.lock:
+            for branch in logs:
+                branch["status"] = FAIL
+        self.store.touch()
+        for name in names:
+            self.bus.publish(ev.BranchStarted(name))
+            self.bus.publish(ev.BranchFinished(name, FAIL))
 
     def _abandon(self, branch: dict[str, Any], message: str = "") -> None:
         """A crashed branch (or an interrupted run): it and any step it left PROCESSING end FAIL,
@@ -544,22 +664,31 @@ class _Engine:
     def cancel(self, scopes: Iterable[_Scope], reason: str) -> None:
         """Cancel branches and everything under them; their running tasks are stopped in the pool."""
         names: list[str] = []
-        with self._lock:
-            stack = list(scopes)
-            while stack:
-                scope = stack.pop()
-                if scope.cancelled:
-                    continue  # and so is everything under it; its tasks were told already
-                scope.cancelled, scope.reason = True, reason
-                names.extend(scope.running)
-                stack.extend(scope.children)
-            slots = self._slots
+        stack = list(scopes)
+        while stack:
+            scope = stack.pop()
+            if scope.cancelled:
+                continue  # and so is everything under it; its tasks were told already
+            scope.cancelled, scope.reason = True, reason
+            names.extend(scope.running)
+            stack.extend(scope.children)
+        slots = self._slots
         if slots is not None:
             for name in names:
                 try:
                     slots.cancel(name)
                 except Exception:
                     log.exception("could not cancel %s", name)
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    """After an interrupt: end every coroutine of the walk (the run is stopped already), so none is
+    left pending when the loop closes."""
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
 
 def has_notebooks(pipeline: Pipeline) -> bool:
@@ -640,37 +769,13 @@ def run_pipeline(
                      slots_factory, reuse, timeout, context, config)
     bus.publish(ev.RunStarted(store.run_id, str(store.path), str(catalog.folder), params.snapshot(), workers))
     store.start()
-    finished = threading.Event()
-    cancelled = threading.Event()
-
-    def stop(reason: str) -> None:
-        if cancelled.is_set():
-            return
-        cancelled.set()
-        with store.lock:
-            store.data["message"] = "cancelled"
-        engine.warn(reason)
-        engine.cancel([engine.root], reason)
-
-    if cancel is not None:
-        def watch() -> None:  # the caller's event (Ctrl-C, a kernel interrupt, a button) cancels everything
-            while not finished.is_set():
-                if cancel.wait(0.05):
-                    stop("the run was cancelled")
-                    return
-
-        threading.Thread(target=watch, name="magnus-cancel", daemon=True).start()
     try:
-        engine.run()
-    except BaseException:  # a KeyboardInterrupt or an engine bug: stop every branch before the pool closes
-        stop("the run was interrupted")
-        raise
+        engine.walk(cancel)
     finally:
-        finished.set()
         try:
             engine.close()
         finally:
-            if cancelled.is_set() and store.data["status"] != SUCCESS:
+            if engine.stopped and store.data["status"] != SUCCESS:
                 engine._abandon(store.data, "cancelled: the run was cancelled")
             with store.lock:
                 if store.data["status"] not in (SUCCESS, FAIL):

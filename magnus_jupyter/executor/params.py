@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import threading
 from collections.abc import Iterable, Mapping
@@ -34,12 +35,39 @@ def load_parameters_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
         kind = type(data).__name__ if not isinstance(data, list) else "a list"
         raise ParameterError(f"{path}:1: a parameters file must be a mapping of name: value, found {kind}")
-    for key in data:
+    for key, value in data.items():
+        line = getattr(data, "key_lines", {}).get(key)
+        where = f"{path}:{line}" if line else str(path)
         if not isinstance(key, str) or not key:
-            line = getattr(data, "key_lines", {}).get(key)
-            where = f"{path}:{line}" if line else str(path)
             raise ParameterError(f"{where}: parameter names must be text, found {key!r}")
+        _finite(value, f"{where}: parameter {key!r}")
     return _plain(data)
+
+
+NOT_IN_JSON = "the run log is strict JSON, which has no NaN or infinity (use null or text)"
+
+
+def non_finite(value: Any) -> str | None:
+    """``"NaN"`` or ``"infinity"`` if ``value`` holds one at any depth: strict JSON (and the browser's
+    ``JSON.parse``) has neither, so no parameter may."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return "NaN" if math.isnan(item) else "infinity"
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return None
+
+
+def _finite(value: Any, what: str) -> Any:
+    """``value``, or a ParameterError naming ``what`` (where the value came from) if it is not finite."""
+    refused = non_finite(value)
+    if refused:
+        raise ParameterError(f"{what} holds {refused}; {NOT_IN_JSON}")
+    return value
 
 
 def _plain(value: Any) -> Any:
@@ -57,7 +85,7 @@ def parse_param(text: str) -> tuple[str, Any]:
     key = key.strip()
     if not sep or not key:
         raise ParameterError(f"--param {text!r}: expected NAME=VALUE (VALUE as JSON, or plain text)")
-    return key, decode_value(raw)
+    return key, _finite(decode_value(raw), f"--param {text!r}")
 
 
 def decode_value(raw: str) -> Any:
@@ -71,8 +99,12 @@ def decode_value(raw: str) -> Any:
 def environment_parameters(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """``MAGNUS_PRM_<name>`` variables set when the run starts, as magnus reads them (lower-cased keys)."""
     environ = os.environ if environ is None else environ
-    return {k[len(PARAMETER_PREFIX):].lower(): decode_value(v) for k, v in environ.items()
-            if k.startswith(PARAMETER_PREFIX) and len(k) > len(PARAMETER_PREFIX)}
+    out = {}
+    for name, text in environ.items():
+        if name.startswith(PARAMETER_PREFIX) and len(name) > len(PARAMETER_PREFIX):
+            value = _finite(decode_value(text), f"environment variable {name}")
+            out[name[len(PARAMETER_PREFIX):].lower()] = value
+    return out
 
 
 def initial_parameters(file: str | os.PathLike[str] | None = None, params: Iterable[str] = (),
@@ -130,6 +162,8 @@ class ParameterStore:
     def __init__(self, initial: Mapping[str, Any] | None = None) -> None:
         self._lock = threading.Lock()
         self._values: dict[str, Any] = copy.deepcopy(dict(initial or {}))
+        for name, value in self._values.items():  # given in code (run_pipeline): the CLI named the source
+            _finite(value, f"parameter {name!r}")
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

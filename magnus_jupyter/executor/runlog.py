@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ExecutionError
+from ..model import CATALOG_FOLDER as CATALOG_FOLDER  # re-exported: the executor imports them from here
+from ..model import RUN_LOG_FOLDER as RUN_LOG_FOLDER
 
-RUN_LOG_FOLDER = ".run_log_store"
-CATALOG_FOLDER = ".catalog"
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once: mkstemp makes 0600 files; the log should be as readable as any other
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
@@ -159,6 +159,20 @@ def iter_steps(run_log: dict[str, Any], branches: bool = False) -> Iterator[dict
                 pending.append(iter(branch.get("steps", {}).values()))
 
 
+def strict_json(data: Any, indent: int | None = None) -> str:
+    """``data`` as strict JSON, which browsers' ``JSON.parse`` reads: no ``NaN`` or ``Infinity``.
+
+    Parameters are refused such numbers where they enter (``params.non_finite``);
+    should one arrive anyway (an older run log retried), it is written as text
+    rather than lose the log.
+    """
+    try:
+        return json.dumps(data, indent=indent, default=str, allow_nan=False)
+    except ValueError:
+        plain = json.loads(json.dumps(data, default=str), parse_constant=str)  # NaN -> "NaN"
+        return json.dumps(plain, indent=indent, allow_nan=False)
+
+
 class RunLogStore:
     """Owns one run's log dict; mutate it under ``lock``, then call ``touch``."""
 
@@ -254,7 +268,7 @@ class RunLogStore:
         """Write the current state atomically: temp file in the same folder, then ``os.replace``."""
         with self._writing:
             with self.lock:
-                text = json.dumps(self.data, indent=indent, default=str)
+                text = strict_json(self.data, indent)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=".tmp")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -24,6 +24,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+from ..errors import ParameterError
 from . import context
 from .params import PARAMETER_PREFIX, environment_parameters
 from .task import FAIL, SUCCESS, TaskResult, TaskSpec
@@ -103,14 +104,19 @@ def task_variables(spec: TaskSpec) -> dict[str, str]:
     return extra
 
 
-def written_outputs(spec: TaskSpec, written: dict[str, str], *, returned: dict[str, Any] | None = None,
+def written_outputs(spec: TaskSpec, written: dict[str, str], *, what: str,
+                    returned: dict[str, Any] | None = None,
                     data_catalog: list[dict[str, Any]] | None = None) -> Outputs:
     """What a task left in its environment, read as magnus reads it after the command: every
     ``MAGNUS_PRM_`` variable (lower-cased, JSON-decoded) is a parameter, ``returned`` values (a function's
-    return, a notebook's output cells) win over them, and ``MAGNUS_TRACK_`` variables are metrics."""
-    found = changed_parameters(spec, environment_parameters(written))
+    return, a notebook's output cells) win over them, and ``MAGNUS_TRACK_`` variables are metrics.
+    Parameters must be JSON a run log can hold (``what`` names them when they are not)."""
+    try:
+        found = changed_parameters(spec, environment_parameters(written))
+    except ParameterError as exc:
+        raise TaskError(f"{what}: {exc}") from None
     found.update(returned or {})
-    return Outputs(found, context.tracked_metrics(written), list(data_catalog or []))
+    return Outputs(_jsonable(found, what), context.tracked_metrics(written), list(data_catalog or []))
 
 
 def changed_parameters(spec: TaskSpec, found: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +133,9 @@ def changed_parameters(spec: TaskSpec, found: dict[str, Any]) -> dict[str, Any]:
 
 
 def _jsonable(values: dict[str, Any], what: str) -> dict[str, Any]:
-    """Values cross processes and land in a JSON run log: reject anything else clearly."""
+    """Values cross processes and land in a strict JSON run log: reject anything else clearly."""
+    from .params import NOT_IN_JSON, non_finite
+
     bad = []
     out = {}
     for key, value in values.items():
@@ -135,6 +143,10 @@ def _jsonable(values: dict[str, Any], what: str) -> dict[str, Any]:
             out[key] = json.loads(json.dumps(value, default=_to_plain))
         except (TypeError, ValueError):
             bad.append(f"{key} ({type(value).__module__}.{type(value).__qualname__})")
+            continue
+        refused = non_finite(out[key])
+        if refused:
+            raise TaskError(f"{what}: parameter {key!r} holds {refused}; {NOT_IN_JSON}")
     if bad:
         raise TaskError(f"{what} must be JSON-serialisable; not: {', '.join(bad)}")
     return out
@@ -181,7 +193,7 @@ def run_shell(spec: TaskSpec) -> Outputs:
         if line.startswith((PARAMETER_PREFIX, context.TRACK_PREFIX)) and "=" in line:
             key, value = line.split("=", 1)
             written[key.strip()] = value.strip()
-    return written_outputs(spec, written)
+    return written_outputs(spec, written, what="values exported by the shell command")
 
 
 def _exit_text(code: int) -> str:
@@ -253,7 +265,7 @@ def run_python(spec: TaskSpec) -> Outputs:
                 raise TaskError(f"{spec.command} raised {type(exc).__name__}: {exc}") from None
         returned = {k.lower(): v for k, v in _returned_parameters(value, spec.command).items()}
         return written_outputs(spec, context.task_writes(os.environ), returned=returned,
-                               data_catalog=_interaction_records())
+                               data_catalog=_interaction_records(), what=f"values set by {spec.command}")
     finally:
         os.chdir(saved_cwd)
         sys.path[:] = saved_path

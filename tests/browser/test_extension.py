@@ -201,8 +201,9 @@ MAP_MARKS = [
     [("notebook", "train.ipynb"), ("arrow", ">>"), ("shell", "`echo done`")],
 ]
 # Typed into an empty cell, key by key: marks follow the edits.
-TYPED = ["x = 1", "%magnus_run --workers 4"]
-TYPED_MARKS = [[], [("magic", "%magnus_run"), ("flag", "--workers"), ("value", "4")]]
+TYPED = ["x = 1", "%magnus_run --workers 4 --executor dask"]
+TYPED_MARKS = [[], [("magic", "%magnus_run"), ("flag", "--workers"), ("value", "4"), ("flag", "--executor"),
+                    ("value", "dask")]]
 STEP_MAGIC_MARKS = [("magic", "%%magnus_step"), ("name", '"Report"'), ("flag", "--returns"),
                     ("value", "total")]
 
@@ -261,7 +262,7 @@ def test_magnus_cells_are_highlighted(lab: Lab, page: Page, artifacts: Path, own
     page.keyboard.type(TYPED[0])
     page.keyboard.press("Enter")
     page.keyboard.type(TYPED[1])
-    expect(cells.nth(4).locator(".cm-magnus-value")).to_have_text("4")
+    expect(cells.nth(4).locator(".cm-magnus-value").last).to_have_text("dask")
     branches, yaml, each, step, typed = (cells.nth(i).evaluate(_LINES_JS) for i in range(5))
     page.screenshot(path=str(artifacts / "lab-extension-highlight.png"))
 

@@ -137,7 +137,8 @@ def test_bad_notebooks_returns_and_map_values_fail_their_step_naming_the_problem
 
 def test_control_sequences_in_names_values_and_output_never_reach_the_terminal(
         cli: Cli, tmp_path: Path) -> None:
-    (tmp_path / "evil.yaml").write_text(textwrap.dedent("""\
+    """A name with escape sequences is refused, shown escaped; values and output are shown cleaned."""
+    evil = textwrap.dedent("""\
         dag:
           start_at: "evil\\e[2J\\e]0;pwned\\a step"
           steps:
@@ -148,12 +149,17 @@ def test_control_sequences_in_names_values_and_output_never_reach_the_terminal(
               next: success
             success: {type: success}
             fail: {type: fail}
-    """))
+    """)
+    (tmp_path / "evil.yaml").write_text(evil)
+    (tmp_path / "plain.yaml").write_text(evil.replace("\\e[2J\\e]0;pwned\\a", ""))
+    refused = cli.run("run", "evil.yaml")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "step 'evil\\x1b[2J\\x1b]0;pwned\\x07 step': a step name may not hold" in refused.stderr
     for quiet in ([], ["--quiet"]):
-        done = cli.run("run", "evil.yaml", "--param", "v=\x1b[5mblink\x07", *quiet)
+        done = cli.run("run", "plain.yaml", "--param", "v=\x1b[5mblink\x07", *quiet)
         assert done.returncode == 1, done.stdout + done.stderr
-        both = done.stdout + done.stderr
-        assert "evil step" in both, both  # shown, minus the sequences
+        both = done.stdout + done.stderr + refused.stdout + refused.stderr
+        assert "evil step" in both, both
         if not quiet:  # the failure line carries the task's last output
             assert "out red" in both, both
         for bad in ("\x1b", "\x07", "\x9b"):

@@ -7,6 +7,8 @@ exercised by the compat tests and the CLI tests at the end.
 
 from __future__ import annotations
 
+import _thread
+import asyncio
 import json
 import subprocess
 import sys
@@ -21,7 +23,7 @@ import pytest
 
 from magnus_jupyter.errors import ExecutionError, ValidationError
 from magnus_jupyter.executor import events as ev
-from magnus_jupyter.executor.engine import RunResult, run_pipeline
+from magnus_jupyter.executor.engine import FILE_THREADS, RunResult, branch_window, run_pipeline
 from magnus_jupyter.executor.task import FAIL, SUCCESS, TaskResult, TaskSpec
 from magnus_jupyter.yaml_io import load_yaml
 
@@ -116,10 +118,12 @@ class Harness:
         result: list[RunResult] = []
         errors: list[BaseException] = []
 
+        subscribers = [self.events.append, *kwargs.pop("subscribers", ())]
+
         def target() -> None:
             try:
                 result.append(run_pipeline(pipeline, cwd=self.tmp_path, slots_factory=self.factory,
-                                           subscribers=[self.events.append], **kwargs))
+                                           subscribers=subscribers, **kwargs))
             except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
                 errors.append(exc)
 
@@ -923,6 +927,195 @@ def test_a_stub_pipeline_never_imports_the_pool_or_papermill(tmp_path: Path) -> 
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout
+
+
+# ---- the walk: no thread per branch ------------------------------------------------------------
+
+
+class ThreadWatch:
+    """A subscriber noting, at every event, how many threads were started since it was made (the fake
+    pool's own threads aside: they stand for worker processes) and how many branches run at once."""
+
+    def __init__(self) -> None:
+        self.before = set(threading.enumerate())
+        self.threads = 0
+        self.branches = 0
+        self.most_branches = 0
+
+    def __call__(self, event: ev.Event) -> None:
+        new = [t for t in threading.enumerate()
+               if t not in self.before and not t.name.startswith("ThreadPoolExecutor")]
+        self.threads = max(self.threads, len(new))
+        if isinstance(event, ev.BranchStarted | ev.BranchFinished):
+            self.branches += 1 if isinstance(event, ev.BranchStarted) else -1
+            self.most_branches = max(self.most_branches, self.branches)
+
+
+# the harness' thread that calls run_pipeline, the run-log writer and the helper threads for file work
+WALK_THREADS = 2 + FILE_THREADS
+
+
+def nested_parallels(depth: int) -> str:
+    """``depth`` parallel steps, each inside the last: a ``deeper`` branch and a ``side`` branch whose stub
+    puts a file in the catalog (file work in a helper thread) before a task (the pool)."""
+    ends = {"success": {"type": "success"}, "fail": {"type": "fail"}}
+
+    def level(i: int) -> dict[str, Any]:
+        if i == depth:
+            return {"start_at": "deepest",
+                    "steps": {"deepest": {"type": "task", "command": "t.ok", "next": "success"}, **ends}}
+        side = {"start_at": "keep", "steps": {
+            "keep": {"type": "stub", "catalog": {"put": ["data.txt"]}, "next": "t"},
+            "t": {"type": "task", "command": "t.ok", "next": "success"}, **ends}}
+        branches = {"deeper": level(i + 1), "side": side}
+        return {"start_at": f"p{i}",
+                "steps": {f"p{i}": {"type": "parallel", "next": "success", "branches": branches}, **ends}}
+
+    import yaml
+
+    return yaml.safe_dump({"dag": level(0)}, sort_keys=False)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_nested_composites_deeper_than_any_thread_pool_neither_deadlock_nor_add_threads(
+        h: Harness, workers: int) -> None:
+    depth = 70  # deeper than the fake pool's 64 threads and the engine's helper threads
+    (h.tmp_path / "data.txt").write_text("kept at every level")
+    watch = ThreadWatch()
+    result = h.run(nested_parallels(depth), workers=workers, subscribers=[watch])
+    steps = result.steps()
+    assert result.status == SUCCESS
+    assert all(status == SUCCESS for status in steps.values())
+    deepest = ".".join(f"p{i}.deeper" for i in range(depth)) + ".deepest"
+    assert steps[deepest] == SUCCESS
+    assert len(h.slots.specs) == depth + 1  # type: ignore[union-attr]
+    assert watch.threads <= WALK_THREADS, f"{watch.threads} threads for {depth} levels"
+
+
+def test_a_map_wider_than_the_window_walks_a_few_branches_at_once(h: Harness) -> None:
+    watch = ThreadWatch()
+    result = h.run("""
+        dag:
+          start_at: m
+          steps:
+            m:
+              type: map
+              iterate_on: vs
+              iterate_as: v
+              next: success
+              branch:
+                start_at: w
+                steps:
+                  w: {type: task, command: t.ok, next: success}
+                  success: {type: success}
+                  fail: {type: fail}
+            success: {type: success}
+            fail: {type: fail}
+    """, parameters={"vs": list(range(600))}, workers=2, subscribers=[watch])
+    assert result.status == SUCCESS
+    steps = result.steps()
+    assert sum(1 for name in steps if name.endswith(".w")) == 600
+    assert all(status == SUCCESS for status in steps.values())
+    assert 1 < watch.most_branches <= branch_window(2)  # memory follows the pool, not the map
+    assert watch.threads <= WALK_THREADS
+
+
+def test_fail_fast_ends_branches_that_never_started_at_once_and_announces_them(h: Harness) -> None:
+    result = h.run("""
+        dag:
+          start_at: m
+          steps:
+            m:
+              type: map
+              iterate_on: vs
+              iterate_as: v
+              failure_policy: fail_fast
+              next: success
+              branch:
+                start_at: w
+                steps:
+                  w: {type: task, command: t.fail, next: success}
+                  success: {type: success}
+                  fail: {type: fail}
+            success: {type: success}
+            fail: {type: fail}
+    """, parameters={"vs": list(range(50))}, workers=1)
+    window = branch_window(1)
+    assert result.status == FAIL
+    branches = find(result.run_log, "m")["branches"]
+    assert [b["status"] for b in branches.values()] == [FAIL] * 50
+    assert [bool(b["steps"]) for b in branches.values()] == [True] * window + [False] * (50 - window)
+    assert find(result.run_log, "m")["message"] == "branches failed: m.0, m.1, m.2, m.3, m.4 and 45 more"
+    told = [(type(e).__name__, e.internal_name) for e in h.events
+            if isinstance(e, ev.BranchStarted | ev.BranchFinished)]
+    for v in range(50):
+        assert [kind for kind, name in told if name == f"m.{v}"] == ["BranchStarted", "BranchFinished"]
+
+
+MAP_OF_TWO = """
+    dag:
+      start_at: m
+      steps:
+        m:
+          type: map
+          iterate_on: vs
+          iterate_as: v
+          next: success
+          branch:
+            start_at: w
+            steps:
+              w: {type: task, command: t.block, next: success}
+              success: {type: success}
+              fail: {type: fail}
+        success: {type: success}
+        fail: {type: fail}
+"""
+
+
+def test_run_pipeline_in_a_thread_running_an_event_loop_as_a_jupyter_cell_does(h: Harness) -> None:
+    h.behaviours["block"] = _ok
+    pipeline = load_yaml(textwrap.dedent(MAP_OF_TWO).strip() + "\n")
+    results: list[RunResult] = []
+
+    async def cell() -> None:  # ipykernel runs a cell's code while its event loop runs
+        results.append(run_pipeline(pipeline, cwd=h.tmp_path, slots_factory=h.factory, workers=2,
+                                    parameters={"vs": [1, 2]}))
+
+    thread = threading.Thread(target=asyncio.run, args=(cell(),), daemon=True)
+    thread.start()
+    thread.join(WAIT * 2)
+    assert not thread.is_alive(), "the run did not finish"
+    [result] = results
+    assert result.status == SUCCESS and result.steps()["m.2.w"] == SUCCESS
+
+
+def test_an_interrupt_in_a_cell_running_the_pipeline_cancels_it(h: Harness) -> None:
+    started = threading.Event()
+
+    def block(spec: TaskSpec, cancel: threading.Event) -> TaskResult:
+        started.set()
+        return _until_cancelled(spec, cancel)
+
+    h.behaviours["block"] = block
+    pipeline = load_yaml(textwrap.dedent(MAP_OF_TWO).strip() + "\n")
+    threading.Thread(target=lambda: started.wait(WAIT) and _thread.interrupt_main(), daemon=True).start()
+
+    async def cell() -> None:
+        run_pipeline(pipeline, cwd=h.tmp_path, slots_factory=h.factory, workers=2, run_id="cell",
+                     parameters={"vs": [1, 2]})
+
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(cell())
+    finally:
+        loop.close()
+    log = json.loads((h.tmp_path / ".run_log_store" / "cell.json").read_text())
+    assert log["status"] == FAIL and log["message"] == "cancelled"
+    assert log["warnings"] == ["the run was interrupted"]
+    for v in (1, 2):
+        step = find(log, f"m.{v}.w")
+        assert step["status"] == FAIL and "cancelled" in step["message"]
 
 
 # ---- with the real task slots -----------------------------------------------------------------

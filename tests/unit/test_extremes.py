@@ -133,14 +133,30 @@ def test_cli_validates_the_extremes(which: str, linear_file: Path, nested_file: 
     assert proc.stderr == ""
 
 
-def test_beyond_libyaml_nesting_limit_still_loads() -> None:
-    """libyaml stops at 1,000 nested collections (about 250 branch levels); the loader falls back."""
-    depth = 300
+def nested_flow(depth: int) -> str:
+    """Parallel steps nested ``depth`` deep in flow style: four lists and mappings a level."""
     step = "{s: {type: stub, next: ok}, ok: {type: success}, ko: {type: fail}}"
     for _ in range(depth):
         start = "s" if step.startswith("{s:") else "p"
         step = (f"{{p: {{type: parallel, next: ok, branches: {{b: {{start_at: {start}, steps: {step}}}}}}}, "
                 "ok: {type: success}, ko: {type: fail}}")
-    pipeline = load_yaml(f"dag: {{start_at: p, steps: {step}}}\n")
+    return f"dag: {{start_at: p, steps: {step}}}\n"
+
+
+@pytest.mark.parametrize("parser", ["libyaml", "pure Python"])
+def test_branches_load_up_to_the_nesting_limit_and_no_further(parser: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """MAX_NESTING (libyaml's own 1,000) allows ~250 levels of branches, five times the 50 promised;
+    past it the file is refused with its line, by either parser (PyYAML's own scans deep flow
+    nesting in quadratic time, so it stops there too)."""
+    from magnus_jupyter import yaml_io
+    from magnus_jupyter.errors import PipelineYAMLError
+
+    if parser == "pure Python":
+        monkeypatch.setattr(yaml_io, "_Loader", yaml_io._PyLoader)
+    depth = 240
+    pipeline = load_yaml(nested_flow(depth))
     deepest = [name for name, _, _ in pipeline.walk() if name.endswith(".s")]
     assert deepest == [".".join(["p.b"] * depth) + ".s"]
+    with pytest.raises(PipelineYAMLError, match=r"^line 1: nested more than 1,000 levels deep"):
+        load_yaml(nested_flow(260))
