@@ -24,7 +24,6 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from ..errors import ParameterError
 from . import context
 from .params import PARAMETER_PREFIX, environment_parameters
 from .task import FAIL, SUCCESS, TaskResult, TaskSpec
@@ -111,10 +110,7 @@ def written_outputs(spec: TaskSpec, written: dict[str, str], *, what: str,
     ``MAGNUS_PRM_`` variable (lower-cased, JSON-decoded) is a parameter, ``returned`` values (a function's
     return, a notebook's output cells) win over them, and ``MAGNUS_TRACK_`` variables are metrics.
     Parameters must be JSON a run log can hold (``what`` names them when they are not)."""
-    try:
-        found = changed_parameters(spec, environment_parameters(written))
-    except ParameterError as exc:
-        raise TaskError(f"{what}: {exc}") from None
+    found = changed_parameters(spec, environment_parameters(written, finite=False))
     found.update(returned or {})
     return Outputs(_jsonable(found, what), context.tracked_metrics(written), list(data_catalog or []))
 
