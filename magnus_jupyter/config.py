@@ -5,7 +5,8 @@ A magnus config names five services, each ``{type: ..., config: {...}}``:
 - ``executor``: ``local`` (tasks in this machine's worker pool), ``mocked``
   (tasks not run but marked successful, except those its ``patches`` change),
   ``local-container`` (each task in a docker image: needs a docker engine) and
-  ``argo`` (a workflow: ``magnus-jupyter export --to argo`` writes it);
+  ``argo`` (a workflow: ``magnus-jupyter export --to argo`` writes it); the last
+  two are refused in one line (containers are not run here yet);
 - ``run_log_store``: ``buffered``, ``file-system``, ``chunked-fs`` (the run log
   is always one JSON file in ``.run_log_store/``: retry and the DAG widget read
   it there);
@@ -113,8 +114,8 @@ class MagnusConfig:
         return out
 
     def check_runnable(self, how: str = "run") -> None:
-        """What magnus-jupyter cannot run here gets its one line (exit 2): argo, local-container without
-        docker, a run log folder other than .run_log_store."""
+        """What magnus-jupyter cannot run here gets its one line (exit 2): argo, local-container (saying
+        when there is no docker engine either), a run log folder other than .run_log_store."""
         where = self.file or "the config"
         kind = self.executor["type"]
         if kind == "argo":
@@ -127,6 +128,9 @@ class MagnusConfig:
             problem = docker_problem()
             if problem:
                 raise ConfigError(f"{where}: executor: type local-container needs a docker engine: {problem}")
+            raise ConfigError(f"{where}: executor: type local-container: magnus-jupyter does not run tasks "
+                              "in containers yet; leave the executor out to run them here, or run them on a "
+                              "Dask cluster of such images (--executor dask --scheduler ADDRESS)")
         folder = self.run_log_store["config"].get("log_folder")
         if folder is not None and Path(folder) != Path(RUN_LOG_FOLDER):
             raise ConfigError(f"{where}: run_log_store: log_folder {folder!r}: magnus-jupyter keeps run logs "

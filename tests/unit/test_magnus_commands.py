@@ -206,6 +206,16 @@ def test_executors_magnus_jupyter_cannot_run_here_are_refused_in_one_line(tmp_pa
                     "is not installed")
     one_line_exit_2(cli("run", "p.yaml", cwd=tmp_path, env={"MAGNUS_CONFIGURATION_FILE": "lc.yaml", **env}),
                     "lc.yaml: executor: type local-container needs a docker engine")
+    # with a docker engine (a docker command that answers, as there is none on this machine) the run is
+    # refused too: containers are not run here, and the run must not quietly happen outside them
+    fake = tmp_path / "bin" / "docker"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 27.0.1\n")
+    fake.chmod(0o755)
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin"}
+    one_line_exit_2(cli("execute", "-f", "p.yaml", "-c", "lc.yaml", cwd=tmp_path, env=env),
+                    "lc.yaml: executor: type local-container: magnus-jupyter does not run tasks in")
+    assert not (tmp_path / ".run_log_store").exists()
 
 
 def test_parallel_py_runs_as_written_after_changing_only_its_import_line(tmp_path: Path) -> None:
