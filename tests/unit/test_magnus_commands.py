@@ -288,3 +288,34 @@ def test_execute_step_gives_each_pod_the_run_context(tmp_path: Path) -> None:
     assert log["steps"]["produce"]["user_defined_metrics"] == {"loss": {"2": 0.1}}
     assert [(e["name"], e["stage"]) for e in log["steps"]["consume"]["data_catalog"]
             if e["name"].endswith(".pickle")] == [("numbers.pickle", "get")]
+
+
+def test_mlflow_gets_the_metrics_and_the_tasks_own_logging_in_one_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real mlflow file store: the step's metrics (published after the task) and what the task logs
+    inside get_experiment_tracker_context() land in the same mlflow run, named by the run id, in the
+    experiment named by the tag."""
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    store = (tmp_path / "mlruns").as_uri()
+    (tmp_path / "tasks.py").write_text(textwrap.dedent("""
+        import mlflow
+        from magnus import get_experiment_tracker_context, track_this
+
+        def train():
+            track_this(loss=0.5)
+            track_this(step=1, loss=0.25)
+            with get_experiment_tracker_context():
+                mlflow.log_param("inside", "yes")
+    """))
+    config = f"experiment_tracker:\n  type: mlflow\n  config:\n    server_url: {store}\n"
+    (tmp_path / "c.yaml").write_text(config)
+    done = cli("execute_function", "tasks.train", "-c", "c.yaml", "--tag", "exp", "--run-id", "ml", "--quiet",
+               cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "warning" not in done.stdout + done.stderr
+    client = mlflow.MlflowClient(tracking_uri=store)
+    (run,) = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
+    assert run.info.run_name == "ml" and run.data.params == {"inside": "yes"}
+    assert sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")) == [
+        (0, 0.5), (1, 0.25)]
