@@ -22,7 +22,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from .errors import ParameterError
 from .executor import context as ctx
@@ -30,7 +30,6 @@ from .executor.params import PARAMETER_PREFIX, environment_parameters
 
 log = logging.getLogger(__name__)
 
-CastT = TypeVar("CastT")
 PICKLE_SUFFIX = ".pickle"
 INTERACTIVE_STEP = "interactive"
 
@@ -46,10 +45,9 @@ class RunLog(dict):  # type: ignore[type-arg]
 
     def __getattr__(self, name: str) -> Any:
         try:
-            value = self[name]
+            return self[name]
         except KeyError:
             raise AttributeError(name) from None
-        return RunLog(value) if isinstance(value, dict) and not isinstance(value, RunLog) else value
 
     def __getitem__(self, key: Any) -> Any:
         value = super().__getitem__(key)
@@ -347,9 +345,10 @@ def drain_records() -> list[dict[str, Any]]:
 
 
 class _Session:
-    def __init__(self, store: Any, folder: Path, environ: dict[str, str]) -> None:
+    """An interactive session's run log and the variables it set in this process."""
+
+    def __init__(self, store: Any, environ: dict[str, str]) -> None:
         self.store = store
-        self.folder = folder
         self.environ = environ
 
 
@@ -388,7 +387,7 @@ def start_interactive_session(run_id: str = "", config_file: str = "", tag: str 
     environ = context.env(INTERACTIVE_STEP)
     environ.update({PARAMETER_PREFIX + k: json.dumps(v) for k, v in parameters.items()})
     os.environ.update(environ)
-    _session = _Session(store, folder, environ)
+    _session = _Session(store, environ)
 
 
 def end_interactive_session() -> None:

@@ -302,10 +302,10 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
     def start(*, run_id: str | None, **kwargs: Any) -> Any:
         if config is not None:
-            from .entrypoints import patched
+            from .entrypoints import run
 
-            return retry_run(args.old_run_id, patched(pipeline, config), new_run_id=run_id,
-                             pipeline_file=file, config=config, **kwargs)
+            return run(pipeline, config, use_cached=args.old_run_id, run_id=run_id, pipeline_file=file,
+                       **kwargs)
         return retry_run(args.old_run_id, pipeline, new_run_id=run_id, pipeline_file=file, **kwargs)
 
     return _execute(args, start, pipeline)
