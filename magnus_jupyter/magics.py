@@ -21,6 +21,8 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from .declare import session
 from .errors import PipelineError, ValidationError
 
+SHOWN_IN_A_LINE = 5  # problems a magic's one-line error names; `magnus-jupyter validate` lists them all
+
 
 @contextmanager
 def _usage_errors() -> Iterator[None]:
@@ -28,7 +30,10 @@ def _usage_errors() -> Iterator[None]:
     try:
         yield
     except ValidationError as exc:
-        raise UsageError("invalid pipeline: " + "; ".join(str(p) for p in exc.problems)) from None
+        shown = "; ".join(str(p) for p in exc.problems[:SHOWN_IN_A_LINE])
+        more = len(exc.problems) - SHOWN_IN_A_LINE
+        shown += f"; … and {more:,} more" if more > 0 else ""
+        raise UsageError(f"invalid pipeline: {shown}") from None
     except PipelineError as exc:
         raise UsageError("; ".join(line.strip() for line in str(exc).splitlines() if line.strip())) from None
 

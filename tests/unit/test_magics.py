@@ -242,6 +242,16 @@ def test_graph_errors_are_one_line_too(ip, tmp_path: Path) -> None:
     assert "\n" not in message and not (tmp_path / "out.yaml").exists()
 
 
+def test_a_magic_names_the_first_problems_and_counts_the_rest(ip) -> None:
+    for i in range(40):
+        ip.run_line_magic("magnus_step", f"S{i} --next Nowhere{i} --stub")
+    with pytest.raises(UsageError) as caught:
+        ip.run_line_magic("magnus_yaml", "")
+    message = str(caught.value)
+    assert "'Nowhere4'" in message and "'Nowhere5'" not in message
+    assert message.endswith("; … and 35 more") and "\n" not in message
+
+
 def test_an_error_in_a_notebook_cell_shows_one_line_and_no_traceback(ip, capsys) -> None:
     result = ip.run_cell('%%magnus_parallel "Train Models"\nXGBoost a.ipynb\n')
     assert isinstance(result.error_in_exec, UsageError)
