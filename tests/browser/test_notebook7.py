@@ -4,7 +4,8 @@ Notebook 7 runs JupyterLab's plugins (ours among them) in a shell of its own tha
 document per browser tab: a link opens the record in a new tab. A default ``jupyter notebook``
 (no allow_hidden) on 127.0.0.1 runs a pipeline whose ``bad`` branch raises; a click on the
 failed node must open a tab with the record read-only through the magnus drive, its failing
-cell active and in view, and the server must show no kernel for any record opened.
+cell active and in view, and the server must show no kernel for any record opened. The driver,
+saved and reopened once its kernel is gone, shows the run's static final picture.
 """
 
 from __future__ import annotations
