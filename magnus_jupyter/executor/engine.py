@@ -44,6 +44,7 @@ from ..model import Dag, Fail, Map, Parallel, Pipeline, Step, Stub, Success, Tas
 from ..text import file_stem
 from . import events as ev
 from .catalog import Catalog, CatalogError
+from .context import RunContext, run_context
 from .params import ParameterStore, WriteLog, changed
 from .runlog import CATALOG_FOLDER, RunLogStore, attempt_log, branch_log, flatten, now, orchestrator, step_log
 from .task import FAIL, SUCCESS, TaskResult, TaskSpec
@@ -127,7 +128,9 @@ class Reuse:
         from .runlog import iter_steps
 
         self.run_id = str(run_log.get("run_id", ""))
-        self.folder = cwd / CATALOG_FOLDER / self.run_id
+        services = (run_log.get("run_config") or {}).get("services") or {}
+        location = ((services.get("catalog") or {}).get("config") or {}).get("catalog_location")
+        self.folder = cwd / (location or CATALOG_FOLDER) / self.run_id
         self.steps = {s["internal_name"]: s for s in iter_steps(run_log)
                       if s.get("step_type") == "task" and s.get("status") == SUCCESS and "internal_name" in s}
 
@@ -162,8 +165,8 @@ class _Engine:
 
     def __init__(self, pipeline: Pipeline, store: RunLogStore, catalog: Catalog, params: ParameterStore,
                  bus: ev.EventBus, cwd: Path, workers: int, slots: Any, warm_kernels: bool,
-                 slots_factory: Any = None, reuse: Reuse | None = None,
-                 timeout: float | None = None) -> None:
+                 slots_factory: Any = None, reuse: Reuse | None = None, timeout: float | None = None,
+                 context: RunContext | None = None, services: Any = None) -> None:
         self.pipeline = pipeline
         self.store = store
         self.catalog = catalog
@@ -178,6 +181,15 @@ class _Engine:
         self.slots_factory = slots_factory
         self.reuse = reuse
         self.timeout = timeout  # for tasks without a timeout of their own
+        self.context = context or run_context(store.run_id, catalog.folder, catalog.location, store.path)
+        # magnus config: a do-nothing catalog syncs nothing; a mocked executor runs only patched tasks
+        self.syncs = services is None or services.catalog["type"] != "do-nothing"
+        self.patches = services.patches if services is not None else None
+        self.tracker: Any = None
+        if services is not None and services.experiment_tracker["type"] != "do-nothing":
+            from .tracking import tracker_for
+
+            self.tracker = tracker_for(services.experiment_tracker, store.run_id, services.tag)
         self._lock = threading.Lock()  # the pool is started in a helper thread, once
         self._files: ThreadPoolExecutor | None = None
         self._interrupt = threading.Event()  # a KeyboardInterrupt while another thread walks
@@ -372,7 +384,7 @@ class _Engine:
     async def _sync(self, catalog: dict[str, list[str]], entry: dict[str, Any], stage: str,
                     synced: list[dict[str, Any]] | None) -> tuple[str, str]:
         """A step's catalog ``get`` or ``put``; the copies happen in a helper thread."""
-        if not catalog.get(stage):
+        if not catalog.get(stage) or not self.syncs:
             return SUCCESS, ""
         return await self._off(self._copy, catalog, entry, stage, synced)
 
@@ -402,6 +414,8 @@ class _Engine:
                 entry["attempts"].append(attempt_log(1, stamp, stamp, FAIL, message))
             return FAIL, message
         synced = list(entry["data_catalog"])
+        if self.patches is not None and step.name not in self.patches:
+            return await self._mocked(catalog, entry, synced)
         for number in range(1, (step.max_attempts or 1) + 1):
             if scope.cancelled:
                 return FAIL, scope.reason
@@ -413,10 +427,11 @@ class _Engine:
                 output_cell_tag=step.output_cell_tag or "magnus_output", returns=list(step.returns or []),
                 timeout=step.timeout if step.timeout is not None else self.timeout, log_path=log_path,
                 attempt=number,
-                env={"MAGNUS_RUN_ID": self.store.run_id},
+                env=self.context.env(internal),
             )
             start = now()
             self.bus.publish(ev.AttemptStarted(internal, number, log_path, notebook))
+            await self._off(self.store.flush)  # the task's get_run_log() sees the run as it is now
             result = await self._submit(spec, scope)
             if scope.cancelled and result.status != SUCCESS:
                 result.message = f"cancelled: {scope.reason}"
@@ -428,11 +443,14 @@ class _Engine:
             self.bus.publish(ev.AttemptFinished(internal, number, result.status, result.message))
             await self._off(self._keep_outputs, step, scope, entry, result, log_path, notebook)
             if result.status == SUCCESS:
+                with self.store.lock:
+                    entry["data_catalog"].extend(result.data_catalog)
                 status, message = await self._sync(catalog, entry, "put", synced)
                 if status == FAIL:
                     return FAIL, message
                 updates = changed(given, result.parameters or {})
                 with self.store.lock:
+                    entry["user_defined_metrics"] = dict(result.metrics)
                     entry["parameter_updates"] = updates  # a retry that reuses this step merges them again
                 self._merge(updates, scope)
                 return SUCCESS, ""
@@ -441,9 +459,31 @@ class _Engine:
 
     def _keep_outputs(self, step: Task, scope: _Scope, entry: dict[str, Any], result: TaskResult,
                       log_path: str, notebook: str | None) -> None:
-        """An attempt's files: recorded in the catalog, the executed notebook copied where it was asked."""
+        """An attempt's files: recorded in the catalog, the executed notebook copied where it was asked;
+        its metrics to the experiment tracker."""
         self._record_outputs(entry, result, log_path, notebook)
         self._publish_notebook(step, scope, result.output_notebook or notebook)
+        self._track(entry["internal_name"], result.metrics)
+
+    async def _mocked(self, catalog: dict[str, list[str]], entry: dict[str, Any],
+                      synced: list[dict[str, Any]]) -> tuple[str, str]:
+        """A mocked executor's unpatched task: not run but successful, ``mock: true``; its catalog syncs."""
+        start = now()
+        status, message = await self._sync(catalog, entry, "put", synced)
+        with self.store.lock:
+            entry["mock"] = True
+            entry["attempts"].append(attempt_log(1, start, now(), status, message, self.params.snapshot()))
+        return status, message
+
+    def _track(self, internal: str, metrics: dict[str, Any]) -> None:
+        """Metrics go to the experiment tracker after each attempt, as magnus publishes them."""
+        if self.tracker is None or not metrics:
+            return
+        try:
+            self.tracker.publish(metrics)
+        except Exception as exc:  # the tracker is outside the run: a problem there is a warning, not a FAIL
+            self.warn(f"step '{internal}': the experiment tracker did not take its metrics: "
+                      f"{type(exc).__name__}: {exc}")
 
     def _record_outputs(self, entry: dict[str, Any], result: TaskResult, log_path: str,
                         notebook: str | None) -> None:
@@ -678,6 +718,7 @@ def run_pipeline(
     timeout: float | None = None,
     pipeline_file: str | os.PathLike[str] | None = None,
     original_run_log: dict[str, Any] | None = None,
+    config: Any = None,
 ) -> RunResult:
     """Run ``pipeline`` to its end in ``cwd`` and return its result; a failed pipeline is not an error.
 
@@ -691,7 +732,8 @@ def run_pipeline(
     the message "cancelled". ``timeout``: seconds for tasks without their own.
     ``pipeline_file`` is recorded (with the pipeline's YAML) so a retry can find
     the pipeline; ``original_run_log``: the log of the run this one retries
-    (use ``retry_run``).
+    (use ``retry_run``). ``config``: a magnus config (``config.MagnusConfig``):
+    its catalog, secrets, experiment tracker, mocked executor and tag.
     """
     if validate:
         from ..validate import validate as check
@@ -709,14 +751,22 @@ def run_pipeline(
     run_config = run_config_of(pipeline, pipeline_file, params.snapshot(),
                                {"type": f"magnus-jupyter-{_executor_name(slots, slots_factory)}",
                                 "workers": workers, "timeout": timeout})
+    if config is not None:
+        run_config["services"] = config.as_dict()
     store = RunLogStore.create(folder, run_id, params.snapshot(), run_config, interval=write_interval,
                                original_run_id=str((original_run_log or {}).get("run_id", "")))
-    catalog = Catalog(folder, store.run_id)
+    catalog = Catalog(folder, store.run_id, config.catalog_location) if config is not None else \
+        Catalog(folder, store.run_id)
     catalog.ensure()
+    context = None
+    if config is not None:
+        store.data["tag"] = config.tag
+        context = run_context(store.run_id, config.catalog_folder(folder, store.run_id), catalog.location,
+                              store.path, config)
     bus = ev.EventBus(subscribers)
     reuse = Reuse(original_run_log, folder) if original_run_log is not None else None
     engine = _Engine(pipeline, store, catalog, params, bus, folder, workers, slots, warm_kernels,
-                     slots_factory, reuse, timeout)
+                     slots_factory, reuse, timeout, context, config)
     bus.publish(ev.RunStarted(store.run_id, str(store.path), str(catalog.folder), params.snapshot(), workers))
     store.start()
     try:
