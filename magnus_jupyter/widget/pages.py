@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from .. import render
+from ..history.gantt import timeline, timeline_svg
 from ..history.store import RunFile, RunFolder, RunLogError, find_run, load_run, read_run_file
 from ..history.summary import (
     ABANDONED,
@@ -34,7 +35,6 @@ from ..history.summary import (
     summary_of,
 )
 from ..history.tables import status_text
-from ..history.timeline import timeline, timeline_svg
 from ..history.tree import StepRow, step_rows
 from ..text import clean, one_line
 from .picture import Picture, inline_svg

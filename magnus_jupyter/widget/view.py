@@ -3,7 +3,7 @@
 An ``HTML`` widget holds the Graphviz SVG (or the tree without Graphviz), a
 box of progress bars holds one row per branch, and a line shows elapsed time
 and what each running task last printed. Once the run ends, a "DAG | Timeline"
-switch shows the run's timeline (history.timeline, read from its run log) in
+switch shows the run's timeline (history.gantt, read from its run log) in
 place of the DAG. Only stock widgets, so JupyterLab 4, Notebook 7 and VS Code
 show it without a front-end build.
 

@@ -255,3 +255,17 @@ def test_no_runs_and_skipped_logs_are_said(tmp_path: Path) -> None:
     assert "no runs in <code>x</code> yet" in runs_table_html([], folder="x")
     table = runs_table_html([], folder="x", warnings=[f"{HOSTILE}: not a magnus run log"])
     assert "⚠ skipped:" in table and HOSTILE not in table
+
+
+def test_the_timeline_function_stays_the_history_packages_export_whatever_was_imported_first() -> None:
+    """A submodule named like the function would replace it on the package once imported (by the views):
+    ``from magnus_jupyter.history import timeline`` gave a module, and calling it a TypeError."""
+    import subprocess
+    import sys
+
+    code = ("import magnus_jupyter.widget.pages, magnus_jupyter.history.cli\n"
+            "from magnus_jupyter.history import timeline, timeline_svg\n"
+            "import inspect\n"
+            "assert inspect.isfunction(timeline) and inspect.isfunction(timeline_svg), timeline\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
