@@ -135,6 +135,13 @@ export function statusText(row: IRunRow): string {
   return row.status === 'RUNNING' ? `RUNNING ${row.done}/${row.total}` : row.status;
 }
 
+/** When the run started (month-day hour:minute) and how long it took, as a row shows it. */
+export function whenText(row: IRunRow): string {
+  // a run's start is its first attempt's: a run whose first task still runs has none yet
+  const start = row.start.slice(5, 16) || (row.status === 'RUNNING' ? 'first step running' : 'not started');
+  return [start, seconds(row.duration)].filter(part => part !== '').join(' · ');
+}
+
 /** The run in words, for a screen reader: what a sighted reader takes from its row. */
 export function rowLabel(row: IRunRow): string {
   const parts = [`run ${row.run_id}`, statusText(row)];

@@ -42,9 +42,9 @@ import {
   runFolderOf,
   runsUrl,
   runUrl,
-  seconds,
   statusText,
-  toggled
+  toggled,
+  whenText
 } from './runs';
 
 export const PANEL_ID = 'magnus-runs-panel';
@@ -413,7 +413,7 @@ export class RunsPanel extends Widget {
     const id = element('span', { className: 'jp-magnus-run-id', text: row.run_id });
     const status = element('span', { className: 'jp-magnus-run-status', text: statusText(row) });
     status.dataset.status = row.status;
-    const when = element('span', { className: 'jp-magnus-run-when', text: `${row.start.slice(5, 16) || 'not started'} · ${seconds(row.duration)}` });
+    const when = element('span', { className: 'jp-magnus-run-when', text: whenText(row) });
     open.replaceChildren(id, status, when);
     item.querySelector<HTMLButtonElement>('.jp-magnus-run-retry')!.hidden = !canRetry(row);
     item.querySelector<HTMLInputElement>('.jp-magnus-run-pick')!.checked = this._selected.includes(row.run_id);

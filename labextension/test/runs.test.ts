@@ -21,7 +21,8 @@ import {
   runUrl,
   seconds,
   statusText,
-  toggled
+  toggled,
+  whenText
 } from '../src/runs';
 
 function row(run_id: string, status: string, extra: Partial<IRunRow> = {}): IRunRow {
@@ -112,6 +113,12 @@ describe('a run in words', () => {
     expect(rowLabel(row('c', 'RUNNING', { start: '', duration: null }))).toBe(
       'run c, RUNNING 6/6, 5 succeeded, 0 failed, 0 reused'
     );
+  });
+
+  it('says when a run started and how long it took, or that its first step still runs', () => {
+    expect(whenText(row('a', 'SUCCESS'))).toBe('01-31 12:00 · 11.9 s');
+    expect(whenText(row('a', 'RUNNING', { start: '', duration: null }))).toBe('first step running');
+    expect(whenText(row('a', 'PROCESSING', { start: '', duration: null }))).toBe('not started');
   });
 
   it('words durations as magnus-jupyter runs does', () => {
