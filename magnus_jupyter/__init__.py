@@ -62,8 +62,9 @@ def unload_ipython_extension(ipython: Any) -> None:
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
-    """The Jupyter server extension (server.py): run records in hidden folders, served read-only."""
-    return [{"module": "magnus_jupyter.server"}]
+    """The Jupyter server extension: run records in hidden folders (server.py) and the run history of a
+    folder (server_runs.py), served read-only."""
+    return [{"module": "magnus_jupyter.server"}, {"module": "magnus_jupyter.server_runs"}]
 
 
 __getattr__ = lazy_exports(__name__, _LAZY, globals())

@@ -148,6 +148,11 @@ class Declarations:
     def names(self) -> list[str]:
         return list(self._entries)
 
+    @property
+    def empty(self) -> bool:
+        """Nothing declared yet but (perhaps) success and fail steps."""
+        return not any(not _is_terminal(e) for e in self._entries.values())
+
     # ---- declaring ---------------------------------------------------------------------------
 
     def step(self, name: str, body: str = "", *, next: str | None = None, on_failure: str | None = None,
@@ -383,7 +388,7 @@ class Declarations:
 
     def build(self, *, check: bool = True) -> Pipeline:
         """The declared pipeline; with ``check`` it has passed ``validate``."""
-        if not any(not _is_terminal(e) for e in self._entries.values()):
+        if self.empty:
             raise DeclarationError("nothing is declared yet: declare steps with %%magnus_step, "
                                    "%%magnus_parallel, %%magnus_map, or load a pipeline with %magnus_load")
         problems: list[str] = []

@@ -236,13 +236,29 @@ class RunMagics(Magics):
     @argument("--background", action="store_true", help="return at once; the widget keeps updating")
     @line_magic
     def magnus_retry(self, line: str) -> None:
-        """Retry a run with the declared pipeline: succeeded tasks are reused, the rest run again."""
+        """Retry a run with the declared pipeline (with nothing declared: the pipeline the run recorded);
+        succeeded tasks are reused, the rest run again."""
         args = _parse(self.magnus_retry, line)
         from . import running
 
         with _usage_errors():
             running.start(workers=args.workers, params=args.param, background=args.background,
                           retry_of=args.run_id or running.latest_run_id())
+
+    @magic_arguments("%magnus_runs")
+    @argument("folder", nargs="?", metavar="FOLDER", help="the run folder (default: this one)")
+    @line_magic
+    def magnus_runs(self, line: str) -> None:
+        """This folder's runs as a table, live while one runs: select a run to see its summary, DAG and
+        timeline, two to compare them. The saved notebook keeps the table."""
+        args = _parse(self.magnus_runs, line)
+        folder = Path(args.folder or ".")
+        if not folder.is_dir():
+            raise UsageError(f"%magnus_runs: {folder} is not a folder")
+        from .widget.runs import RunsView
+
+        with _usage_errors():
+            RunsView(folder).show()
 
     @line_magic
     def magnus_show(self, line: str) -> None:

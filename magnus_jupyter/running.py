@@ -113,13 +113,14 @@ def start(*, workers: int | None = None, parameters_file: str | None = None, par
     """Run the declared pipeline (or ``pipeline``) with a live widget; blocks unless ``background``.
 
     With ``retry_of`` the run is a retry of that run id: its succeeded tasks are
-    reused, the rest run again (``executor.retry``). ``executor`` names where tasks
+    reused, the rest run again (``executor.retry``); with nothing declared in this
+    kernel, it retries the pipeline that run recorded. ``executor`` names where tasks
     run (``local``, ``dask`` or a registered one; ``scheduler``: a Dask address). Bad input (an invalid
     pipeline, a missing parameters file or old run, a run already running)
     raises ``PipelineError`` before anything starts.
     """
     global _LAST
-    from .declare import current_pipeline
+    from .declare import current_pipeline, session
     from .executor.engine import run_pipeline
     from .executor.params import initial_parameters
 
@@ -133,13 +134,20 @@ def start(*, workers: int | None = None, parameters_file: str | None = None, par
         from .executor.registry import slots_factory
 
         engine["slots_factory"] = slots_factory(executor, scheduler)  # unknown name: an error now
-    graph = pipeline if pipeline is not None else current_pipeline()
-    parameters = initial_parameters(parameters_file, list(params))
     old_log = None
     if retry_of is not None:
         from .executor.retry import load_run_log
 
         old_log = load_run_log(retry_of)  # a missing or unreadable old run is an error now, not in the thread
+    if pipeline is not None:
+        graph = pipeline
+    elif old_log is not None and session().empty:
+        from .executor.retry import recorded_pipeline
+
+        graph = recorded_pipeline(old_log)[0]  # nothing declared here: retry what the run ran
+    else:
+        graph = current_pipeline()
+    parameters = initial_parameters(parameters_file, list(params))
     cancel = threading.Event()
     widget = widget_for(graph, on_stop=cancel.set if background else None,
                         hint="" if background else STOP_HINT, retry_of=old_log)

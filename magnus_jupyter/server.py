@@ -117,6 +117,26 @@ def _refusal(where: str, folder: int, name: str, error: OSError) -> RecordRefuse
     return RecordRefused(404, f"{where} is not a file (runs write their records there)")
 
 
+def open_folder(root: Path, parts: Sequence[str], where: str) -> int:
+    """An open descriptor of the folder ``parts`` below ``root``, each part opened relative to the one
+    before with O_NOFOLLOW (no part is a symlink); else RecordRefused. The caller closes it."""
+    try:
+        folder = os.open(root.resolve(), _ROOT_FLAGS)  # the root itself is the server's choice
+    except OSError as error:
+        reason = f"magnus records: the server's root is not readable ({error.strerror})"
+        raise RecordRefused(404, reason) from None
+    for name in parts:
+        try:
+            inner = os.open(name, _FOLDER_FLAGS, dir_fd=folder)
+        except OSError as error:
+            refused = _refusal(where, folder, name, error)
+            os.close(folder)
+            raise refused from None
+        os.close(folder)
+        folder = inner
+    return folder
+
+
 def open_record(root: Path, path: str) -> tuple[int, os.stat_result]:
     """An open descriptor of the record ``path`` below ``root`` and its stat; else RecordRefused.
 
@@ -126,23 +146,11 @@ def open_record(root: Path, path: str) -> tuple[int, os.stat_result]:
     """
     parts = record_parts(path)
     where = _where(path)
+    folder = open_folder(root, parts[:-1], where)
     try:
-        folder = os.open(root.resolve(), _ROOT_FLAGS)  # the root itself is the server's choice
+        fd = os.open(parts[-1], _FILE_FLAGS, dir_fd=folder)
     except OSError as error:
-        reason = f"magnus records: the server's root is not readable ({error.strerror})"
-        raise RecordRefused(404, reason) from None
-    try:
-        for name in parts[:-1]:
-            try:
-                inner = os.open(name, _FOLDER_FLAGS, dir_fd=folder)
-            except OSError as error:
-                raise _refusal(where, folder, name, error) from None
-            os.close(folder)
-            folder = inner
-        try:
-            fd = os.open(parts[-1], _FILE_FLAGS, dir_fd=folder)
-        except OSError as error:
-            raise _refusal(where, folder, parts[-1], error) from None
+        raise _refusal(where, folder, parts[-1], error) from None
     finally:
         os.close(folder)
     info = os.fstat(fd)

@@ -8,6 +8,7 @@ import { ICommandPalette, InputDialog, MainAreaWidget, showErrorMessage } from '
 import { EditorExtensionRegistry, IEditorExtensionRegistry } from '@jupyterlab/codemirror';
 import { PageConfig } from '@jupyterlab/coreutils';
 import { DocumentRegistry } from '@jupyterlab/docregistry';
+import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { INotebookModel, INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 import { OutputArea, OutputAreaModel } from '@jupyterlab/outputarea';
 import { ServerConnection } from '@jupyterlab/services';
@@ -26,6 +27,7 @@ import {
   recordKernelPreference,
   takeAddressedRecord
 } from './open';
+import { addRunsPanel } from './runspanel';
 
 const PLUGIN_ID = 'magnus-jupyter-labextension:plugin';
 
@@ -119,7 +121,8 @@ function activate(
   app: JupyterFrontEnd,
   tracker: INotebookTracker,
   editorExtensions: IEditorExtensionRegistry,
-  palette: ICommandPalette | null
+  palette: ICommandPalette | null,
+  fileBrowser: IDefaultFileBrowser | null
 ): void {
   const { commands } = app;
 
@@ -237,6 +240,16 @@ function activate(
     palette?.addItem({ command: command.id, category: 'magnus' });
   };
 
+  // The "magnus runs" side panel (runspanel.ts): a Retry there runs %magnus_retry as these commands run theirs.
+  addRunsPanel({
+    app,
+    tracker,
+    fileBrowser,
+    request: ServerConnection.makeRequest,
+    runInKernel: runMagic,
+    isLoaded: panel => state.isLoaded(panel)
+  });
+
   addCommand(RUN, async () => '%magnus_run');
   addCommand(SHOW, async () => '%magnus_show');
   addCommand(EXPORT, async () => {
@@ -279,7 +292,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'magnus cells highlighted; run, show and export the pipeline from the palette and toolbar.',
   autoStart: true,
   requires: [INotebookTracker, IEditorExtensionRegistry],
-  optional: [ICommandPalette],
+  optional: [ICommandPalette, IDefaultFileBrowser],
   activate
 };
 

@@ -100,6 +100,16 @@ export const MAGIC_TABLE = {
     "minPositional": 0,
     "maxPositional": 0
   },
+  "magnus_runs": {
+    "line": true,
+    "cell": false,
+    "values": [],
+    "switches": [],
+    "choices": {},
+    "ints": [],
+    "minPositional": 0,
+    "maxPositional": 1
+  },
   "magnus_show": {
     "line": true,
     "cell": false,

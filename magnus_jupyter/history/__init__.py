@@ -9,7 +9,7 @@ panel call these functions and draw what they return.
 - ``diff_runs(a, b, folder)`` -> ``RunDiff`` (diff.py)
 - ``remove_runs(ids, folder)`` / ``prune_runs(keep, folder)`` (remove.py)
 - ``timeline(run_log)`` -> ``Timeline``, drawn by ``timeline_svg`` / ``timeline_html`` /
-  ``write_timeline`` (timeline.py)
+  ``write_timeline`` (gantt.py: a submodule named ``timeline`` would shadow the function once imported)
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ _LAZY = {
     "diff_runs": "diff",
     "remove_runs": "remove",
     "prune_runs": "remove",
-    "Timeline": "timeline",
-    "timeline": "timeline",
-    "timeline_svg": "timeline",
-    "timeline_html": "timeline",
-    "write_timeline": "timeline",
+    "Timeline": "gantt",
+    "timeline": "gantt",
+    "timeline_svg": "gantt",
+    "timeline_html": "gantt",
+    "write_timeline": "gantt",
 }
 
 __all__ = sorted(_LAZY)

@@ -152,9 +152,9 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
+    from .gantt import output_suffix, timeline, write_timeline
     from .store import find_run, read_run_file
     from .summary import summary_of
-    from .timeline import output_suffix, timeline, write_timeline
 
     output_suffix(args.output)  # a wrong suffix is refused before anything is read
     run = find_run(args.run_id)

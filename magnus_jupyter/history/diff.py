@@ -82,8 +82,10 @@ def initial_parameters(run_log: dict[str, Any]) -> dict[str, Any] | None:
 
 def catalog_hashes(folder: Path) -> dict[str, str]:
     """Every file under a run's catalog folder, by path relative to it (``/``-separated) -> sha256.
-    Symbolic links are not followed."""
+    Symbolic links are not followed (a catalog folder that is one has no files here)."""
     out: dict[str, str] = {}
+    if folder.is_symlink():
+        return out
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         for name in sorted(files):

@@ -31,10 +31,23 @@ def load(run_logs: Path) -> dict[str, Any]:
         data = json.loads((run_logs / INDEX_NAME).read_bytes())
     except (OSError, ValueError):
         return {}
-    if not isinstance(data, dict) or data.get("version") != VERSION or data.get("folder") != str(run_logs):
+    if not isinstance(data, dict) or data.get("version") != VERSION:
+        return {}
+    if not _same_folder(data.get("folder"), run_logs):
         return {}
     runs = data.get("runs")
     return runs if isinstance(runs, dict) else {}
+
+
+def _same_folder(recorded: object, run_logs: Path) -> bool:
+    """Whether the index was written for this folder: by its path, or the same folder reached by another
+    path (the Jupyter server reads it through a descriptor's ``/proc/self/fd/N``)."""
+    if recorded == str(run_logs):
+        return True
+    try:
+        return isinstance(recorded, str) and os.path.samestat(os.stat(recorded), os.stat(run_logs))
+    except OSError:
+        return False
 
 
 def settled(key: list[int] | None) -> bool:

@@ -10,12 +10,18 @@ catalog is ``.catalog/<run_id>/``.
 Every log is checked down to its attempts before anything reads it, so the
 views never meet a field of the wrong type: a corrupt log or another tool's
 JSON is one ``RunLogError`` naming the file.
+
+A record is read as a run wrote it: a symbolic link inside the run log store
+(a log, a chunked-fs folder or a chunk) is never followed, so a listing, and the
+Jupyter server extension that serves it, shows no file from elsewhere.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,9 +96,9 @@ def run_files(folder: str | os.PathLike[str] | RunFolder | None = None) -> list[
         name = entry.name
         if name.startswith("."):
             continue  # temp files of a write in progress, the summary index
-        if name.endswith(".json") and entry.is_file():
+        if name.endswith(".json") and entry.is_file(follow_symlinks=False):
             found[name[:-5]] = RunFile(name[:-5], Path(entry.path))
-        elif entry.is_dir() and os.path.isfile(os.path.join(entry.path, CHUNK_HEAD)):
+        elif entry.is_dir(follow_symlinks=False) and _is_plain_file(os.path.join(entry.path, CHUNK_HEAD)):
             found.setdefault(name, RunFile(name, Path(entry.path), chunked=True))
     return list(found.values())
 
@@ -105,21 +111,47 @@ def find_run(run_id: str, folder: str | os.PathLike[str] | RunFolder | None = No
     except PipelineError as exc:
         raise RunLogError(str(exc)) from None
     path = where.run_logs / f"{run_id}.json"
-    if path.is_file():
+    if _is_plain_file(path):
         return RunFile(run_id, path)
-    if (where.run_logs / run_id / CHUNK_HEAD).is_file():
+    if not (where.run_logs / run_id).is_symlink() and _is_plain_file(where.run_logs / run_id / CHUNK_HEAD):
         return RunFile(run_id, where.run_logs / run_id, chunked=True)
+    if path.is_symlink() or (where.run_logs / run_id).is_symlink():
+        raise RunLogError(f"run {run_id!r}: {path if path.is_symlink() else where.run_logs / run_id} is a "
+                          "symbolic link; run logs are read as runs wrote them, links are not followed")
     known = sorted(r.run_id for r in run_files(where))[-3:]
     hint = f"; recent runs: {', '.join(known)}" if known else "; there are no runs in this folder"
     raise RunLogError(f"run {run_id!r}: no run log at {path}{hint}")
 
 
+def _is_plain_file(path: str | os.PathLike[str]) -> bool:
+    """A regular file that is not a symbolic link."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _read_plain(path: Path) -> bytes:
+    """The bytes of ``path``, opened without following a symbolic link (nor blocking on a FIFO)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IsADirectoryError(errno.EISDIR, "not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
+
+
 def _load_json(path: Path, shown: Path) -> Any:
     try:
-        data = path.read_bytes()
+        data = _read_plain(path)
     except FileNotFoundError:
         raise RunLogError(f"{shown}: the run log was removed while being read") from None
     except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK):
+            raise RunLogError(f"{shown}: a symbolic link; run logs are read as runs wrote them, "
+                              "links are not followed") from None
         raise RunLogError(f"{shown}: cannot read: {exc.strerror or exc}") from None
     if not data:
         raise RunLogError(f"{shown}: the run log is empty (a run just starting, or a write cut short)")

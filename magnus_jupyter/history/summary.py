@@ -19,11 +19,14 @@ import os
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ..executor.runlog import iter_steps, orchestrator_alive
 from . import index
 from .store import RunFile, RunFolder, RunLogError, read_run_file, run_files
+
+if TYPE_CHECKING:
+    from ..model import Pipeline
 
 RUNNING, ABANDONED, PROCESSING = "RUNNING", "ABANDONED", "PROCESSING"
 NOT_LEAVES = frozenset({"parallel", "map", "dag", "success", "fail"})
@@ -144,19 +147,28 @@ def summarise(run_log: dict[str, Any], path: str = "", run_id: str | None = None
     }
 
 
+def recorded_pipeline(run_log: dict[str, Any]) -> Pipeline | None:
+    """The pipeline the run recorded it ran (``run_config.pipeline_yaml``, ours); None when it recorded
+    none (magnus' own logs) or one this version cannot read."""
+    text = (run_log.get("run_config") or {}).get("pipeline_yaml")
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        from ..yaml_io import load_yaml
+
+        return load_yaml(text, validate=False)
+    except Exception:  # a recorded pipeline this version cannot read (any error of any kind)
+        return None
+
+
 def declared_total(run_log: dict[str, Any], seen: int) -> int:
     """Steps that do work in the recorded pipeline, each map branch counted once per branch run so far;
     at least ``seen``. Without a readable recorded pipeline: ``seen``."""
-    text = (run_log.get("run_config") or {}).get("pipeline_yaml")
-    if not isinstance(text, str) or not text:
+    pipeline = recorded_pipeline(run_log)
+    if pipeline is None:
         return seen
-    try:
-        from ..model import Map
-        from ..yaml_io import load_yaml
+    from ..model import Map
 
-        pipeline = load_yaml(text, validate=False)
-    except Exception:  # a recorded pipeline this version cannot read: count what the log shows
-        return seen
     logs = {s.get("internal_name"): s for s in iter_steps(run_log)}
     total = 0
     stack = [("", pipeline)]
@@ -205,9 +217,11 @@ def _sort_key(row: RunSummary, mtimes: dict[str, float]) -> tuple[float, str]:
 
 
 def list_runs(folder: str | os.PathLike[str] | RunFolder | None = None, *,
-              warn: Callable[[str], None] | None = None, use_index: bool = True) -> list[RunSummary]:
+              warn: Callable[[str], None] | None = None, use_index: bool = True,
+              save_index: bool = True) -> list[RunSummary]:
     """Every run in ``folder``, newest first. A log that cannot be read is skipped and ``warn`` is
-    called with one line naming its file. Summaries are cached in ``.run_log_store`` (index.py)."""
+    called with one line naming its file. Summaries are cached in ``.run_log_store`` (index.py);
+    ``save_index=False`` reads the cache but never writes it (a read-only reader: the Jupyter server)."""
     where = RunFolder.of(folder)
     files = run_files(where)
     cached = index.load(where.run_logs) if use_index else {}
@@ -232,7 +246,7 @@ def list_runs(folder: str | os.PathLike[str] | RunFolder | None = None, *,
             continue
         mtimes[run.run_id] = key[3] / 1e9
         rows.append(present(entry["summary"], now))
-    if use_index and keep != cached:
+    if use_index and save_index and keep != cached:
         index.save(where.run_logs, keep)
     rows.sort(key=lambda r: _sort_key(r, mtimes), reverse=True)
     return rows

@@ -432,10 +432,12 @@ class Picture:
 
     # ---- the final picture, for the notebook file ------------------------------------------------
 
-    def static_bundle(self, snap: Snapshot) -> dict[str, str]:
+    def static_bundle(self, snap: Snapshot, timeline: str = "") -> dict[str, str]:
         """What the output keeps once the run is over: no widget (a saved notebook has no model for
         it), but the coloured DAG and the branch bars as HTML, the DAG as ``image/svg+xml`` and
-        a text summary, for a fresh session, ``nbconvert`` and GitHub."""
+        a text summary, for a fresh session, ``nbconvert`` and GitHub. ``timeline``: the run's
+        timeline (an SVG document), shown below in a ``<details>`` section that starts open: with no
+        script to switch views, both pictures are there, and the reader may fold one away."""
         markup, svg = self.views(snap)
         lanes, hidden = shown_lanes(snap)
         running, finished = by_lane(snap)
@@ -450,7 +452,13 @@ class Picture:
                  + "".join(rows) + "</table>")
         more = self.more_text(hidden) if hidden else ""
         drawing = self.both(svg) if markup == svg else markup
-        page = f'<div class="magnus-dag">{drawing}{table}{more}{self.status_html(snap)}</div>'
+        after = ""
+        if timeline:
+            label = f"timeline of run {snap.run_id or ''}"
+            shown = self.both(inline_svg(timeline, label), "-timeline", label, timeline)
+            after = ('<details open class="magnus-timeline-view"><summary style="cursor:pointer">Timeline'
+                     f"</summary>{shown}</details>")
+        page = f'<div class="magnus-dag">{drawing}{table}{more}{self.status_html(snap)}{after}</div>'
         return {"text/html": page, "image/svg+xml": svg, "text/plain": self.plain(snap)}
 
     def bar_html(self, lane: Lane) -> str:
@@ -465,7 +473,7 @@ class Picture:
                 f'border:1px solid #bbbbbb;border-radius:3px;background:{track}">'
                 f'<div style="width:{share:.1f}%;height:100%;background:{fill}"></div></div>')
 
-    def both(self, svg: str) -> str:
+    def both(self, svg: str, name: str = "", alt: str = "pipeline DAG", image: str = "") -> str:
         """The linked drawing, and the same drawing as an ``<img>``: one of them shows.
 
         JupyterLab and Notebook 7 sanitise the HTML of a notebook they did not sign (one papermill
@@ -473,14 +481,17 @@ class Picture:
         line of words), ``style`` attributes and an ``<img>`` with a ``data:`` URL stay. So the
         drawing sits in a box hidden by its ``style`` attribute and the ``<style>`` rule, which
         survives only where the HTML is trusted (or not sanitised, as by nbconvert), shows the box
-        and hides the image; where it was removed the image shows, without links.
+        and hides the image; where it was removed the image shows, without links. ``name`` tells a
+        second picture's ids from the first's (the timeline: ``-timeline``); ``alt`` words the image;
+        ``image``: the SVG document the image shows, when ``svg`` is that document set in a page.
         """
-        if len(svg) > MAX_COPY:
+        if len(image or svg) > MAX_COPY:
             return svg
-        data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
-        return (f"<style>#{self.uid}-box{{display:block !important}}#{self.uid}-copy{{display:none}}</style>"
-                f'<div id="{self.uid}-box" style="display:none">{svg}</div>'
-                f'<img id="{self.uid}-copy" alt="pipeline DAG" style="max-width:100%" '
+        data = base64.b64encode((image or svg).encode("utf-8")).decode("ascii")
+        uid = self.uid + name
+        return (f"<style>#{uid}-box{{display:block !important}}#{uid}-copy{{display:none}}</style>"
+                f'<div id="{uid}-box" style="display:none">{svg}</div>'
+                f'<img id="{uid}-copy" alt="{html.escape(alt)}" style="max-width:100%" '
                 f'src="data:image/svg+xml;base64,{data}">')
 
     def plain(self, snap: Snapshot) -> str:
@@ -494,6 +505,18 @@ class Picture:
             text = re.sub(r"<[^>]+>", "", self.lane_text(lane, snap, [], []))
             lines.append(f"  {lane.label if lane.prefix else 'pipeline'}: {html.unescape(text)}")
         return "\n".join(lines)
+
+
+def inline_svg(svg: str, label: str) -> str:
+    """A standalone SVG document (the run's timeline) made to sit in a page: no XML prolog, scaled down
+    to its box but not below a readable size (a narrow box scrolls it), labelled for screen readers."""
+    start = svg.find("<svg")
+    if start < 0:
+        return ""
+    head = (f'<svg style="max-width:100%;min-width:60em;height:auto" role="img" '
+            f'aria-label="{html.escape(label)}" ')
+    body = svg[start:].replace("<svg ", head, 1)
+    return f'<div style="overflow-x:auto">{body}</div>'
 
 
 def lane_name(lane: Lane) -> str:

@@ -2,15 +2,17 @@
 
 An ``HTML`` widget holds the Graphviz SVG (or the tree without Graphviz), a
 box of progress bars holds one row per branch, and a line shows elapsed time
-and what each running task last printed. Only stock widgets, so JupyterLab 4,
-Notebook 7 and VS Code show it without a front-end build.
+and what each running task last printed. Once the run ends, a "DAG | Timeline"
+switch shows the run's timeline (history.gantt, read from its run log) in
+place of the DAG. Only stock widgets, so JupyterLab 4, Notebook 7 and VS Code
+show it without a front-end build.
 
 A widget lives only as long as its kernel: a saved notebook reopened has no
 model for it (Lab and Notebook 7 say "model not found" and show nothing else).
 So when the run ends, ``publish()`` replaces the displayed widget with a static
-final picture (``Picture.static_bundle``): the coloured DAG and the bars as
-HTML, the DAG as ``image/svg+xml``, a text summary. That is what the notebook
-file keeps.
+final picture (``Picture.static_bundle``): the coloured DAG, the bars and the
+timeline as HTML, the DAG as ``image/svg+xml``, a text summary. That is what
+the notebook file keeps.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import ipywidgets as widgets
 
 from ..executor import events as ev
 from ..model import Pipeline
-from .picture import Picture, by_lane, lane_name, shown_lanes
+from .picture import Picture, by_lane, inline_svg, lane_name, shown_lanes
 from .status import CANCELLED, FAILED, REUSED, RUNNING, SUCCESS, Running, RunStatus, Snapshot
 from .throttle import Throttle
 
@@ -48,12 +50,21 @@ class DagWidget:
         self.picture = Picture(pipeline, link_base=link_base)
         self.hint = hint
         self.html = widgets.HTML(layout=widgets.Layout(overflow="auto"))
+        self.timeline = widgets.HTML(layout=widgets.Layout(overflow="auto", display="none"))
+        self.timeline.add_class("magnus-timeline-view")
+        self.views = widgets.ToggleButtons(options=[("DAG", "dag"), ("Timeline", "timeline")], value="dag",
+                                           tooltips=["the pipeline's steps, coloured by how they ended",
+                                                     "every attempt on one time axis, grouped by branch"],
+                                           layout=widgets.Layout(display="none", width="auto"))
+        self.views.add_class("magnus-views")
+        self.views.observe(self._view_changed, names="value")
+        self.timeline_svg = ""  # the finished run's timeline, read once from its run log
         self.bars = widgets.VBox()
         self.more = widgets.HTML()
         self.line = widgets.HTML()
         self._on_stop = on_stop
         self.stop: widgets.Button | None = None
-        parts: list[widgets.Widget] = [self.html, self.bars, self.more, self.line]
+        parts: list[widgets.Widget] = [self.views, self.html, self.timeline, self.bars, self.more, self.line]
         if on_stop is not None:
             self.stop = widgets.Button(description="Stop run", icon="stop", button_style="danger",
                                        tooltip="cancel the run: its tasks and kernels are stopped",
@@ -98,9 +109,25 @@ class DagWidget:
             self.html.value = markup
         self._render_bars(snap)
         self.line.value = self.picture.status_html(snap, hint=self.hint)
+        if snap.finished is not None and snap.run_id and snap.run_log_path and not self.timeline_svg:
+            self._show_timeline(snap.run_id, snap.run_log_path)
         if self.stop is not None:
             live = snap.started is not None and snap.finished is None
             self.stop.layout.display = None if live else "none"
+
+    def _show_timeline(self, run_id: str, run_log_path: str) -> None:
+        """Read the finished run's timeline and offer it beside the DAG."""
+        from .pages import run_timeline
+
+        self.timeline_svg = run_timeline(run_id, run_log_path)
+        if self.timeline_svg:
+            self.timeline.value = inline_svg(self.timeline_svg, f"timeline of run {run_id}")
+            self.views.layout.display = None
+
+    def _view_changed(self, change: dict[str, Any]) -> None:
+        timeline = change["new"] == "timeline"
+        self.timeline.layout.display = None if timeline else "none"
+        self.html.layout.display = "none" if timeline else None
 
     def _stop_clicked(self, _button: object = None) -> None:
         if self._on_stop is not None and self.stop is not None:
@@ -169,7 +196,7 @@ class DagWidget:
 
     def static_bundle(self) -> dict[str, str]:
         """The final picture without the widget (see ``Picture.static_bundle``)."""
-        return self.picture.static_bundle(self.status.snapshot())
+        return self.picture.static_bundle(self.status.snapshot(), self.timeline_svg)
 
     def show(self, static: bool = False) -> None:
         """Display the widget (``static``: the picture only, for a DAG that will not change)."""

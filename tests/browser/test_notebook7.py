@@ -177,7 +177,11 @@ def test_a_saved_notebook_reopened_shows_the_final_picture(notebook7: Lab, page:
     drawing = run.locator('svg[id^="magnus-dag-"]')
     expect(drawing).to_be_visible(timeout=KERNEL_START)
     expect(drawing.locator('g.node[data-state="failed"]')).to_have_count(1)
-    expect(run.locator('img[id$="-copy"]')).to_be_hidden()  # signed at save (trusted): the linked drawing
+    copies = run.locator('img[id$="-copy"]')  # the DAG's and the timeline's
+    expect(copies).to_have_count(2)
+    for index in range(2):
+        expect(copies.nth(index)).to_be_hidden()  # signed at save (trusted): the linked drawings
+    expect(run.locator('details.magnus-timeline-view svg[aria-label^="timeline of run"]')).to_be_visible()
     wait_session_settled(page)  # the page's session has started: a widget view would now find no model
     expect(panel.get_by_text(NOT_FOUND)).to_have_count(0)
     state = run.evaluate(_STATES_JS)

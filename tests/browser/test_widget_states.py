@@ -188,7 +188,13 @@ def test_a_saved_notebook_reopened_without_a_kernel_shows_the_final_picture(lab:
     run = panel.locator(".jp-CodeCell").nth(5).locator(".jp-OutputArea").first
     expect(run.locator('svg[id^="magnus-dag-"] g.node[data-state="failed"]')).to_have_count(1)
     expect(run.locator('svg[id^="magnus-dag-"]')).to_be_visible()
-    expect(run.locator('img[id$="-copy"]')).to_be_hidden()  # trusted: the linked drawing, not its copy
+    copies = run.locator('img[id$="-copy"]')  # the DAG's and the timeline's
+    expect(copies).to_have_count(2)
+    for index in range(2):
+        expect(copies.nth(index)).to_be_hidden()  # trusted: the linked drawing, not its copy
+    timeline = run.locator("details.magnus-timeline-view")  # the run's timeline, kept with the DAG
+    expect(timeline.locator('svg[aria-label^="timeline of run"] g.row.task')).to_have_count(3)
+    expect(timeline.locator('svg g.row.task[data-step="Fan.bad.Broken"] rect.attempt')).to_have_count(1)
     expect(panel.get_by_text(NOT_FOUND)).to_have_count(0)
     state = run.evaluate(_STATES_JS)
     assert state["nodes"]["Broken"]["fill"] == _rgb(NODE_FILL["failed"])
@@ -201,9 +207,10 @@ def test_a_saved_notebook_reopened_without_a_kernel_shows_the_final_picture(lab:
     panel = _reopen(page, lab, "states/untrusted.ipynb", "widget-untrusted")
     run = panel.locator(".jp-CodeCell").nth(5).locator(".jp-OutputArea").first
     expect(run.locator("svg g.node")).to_have_count(0)  # the drawing was sanitised away
-    copy = run.locator('img[src^="data:image/svg+xml;base64,"]')
-    expect(copy).to_be_visible()
-    assert copy.evaluate("img => img.naturalWidth") > 0, "the image copy did not load"
+    for alt in ("pipeline DAG", re.compile(r"^timeline of run ")):
+        copy = run.get_by_alt_text(alt)
+        expect(copy).to_be_visible()
+        assert copy.evaluate("img => img.naturalWidth") > 0, f"the image copy {alt} did not load"
     expect(run.locator(".magnus-bar")).to_have_count(3)
     expect(run).to_contain_text("failed at Broken")
     assert "cluster_0" not in run.inner_text(), "the sanitised drawing's words show as text"

@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,12 +103,11 @@ def _layout(root: Path, outside: Path) -> None:
     (root / NAN_RECORD).write_text(json.dumps(nan).replace("0.5", "NaN, Infinity, -1e999"), encoding="utf-8")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, _jupyter_dirs: None) -> Iterator[Server]:
-    """A default jupyter server (hidden files refused) with magnus_jupyter's server extension."""
-    root, outside = tmp_path_factory.mktemp("server-root"), tmp_path_factory.mktemp("outside")
-    _layout(root, outside)
-    config = tmp_path_factory.mktemp("server-config") / "jupyter_server_config.json"
+@contextmanager
+def serve(root: Path, config_dir: Path) -> Iterator[Server]:
+    """A default jupyter server (hidden files refused) over ``root`` with magnus_jupyter's server
+    extension, on 127.0.0.1; stopped with its process group."""
+    config = config_dir / "jupyter_server_config.json"
     config.write_text(json.dumps({"ServerApp": {"jpserver_extensions": {"magnus_jupyter": True}}}))
     port, token = _free_port(), secrets.token_hex(16)
     log = root.parent / f"{root.name}.log"
@@ -141,6 +140,14 @@ def server(tmp_path_factory: pytest.TempPathFactory, _jupyter_dirs: None) -> Ite
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, _jupyter_dirs: None) -> Iterator[Server]:
+    root, outside = tmp_path_factory.mktemp("server-root"), tmp_path_factory.mktemp("outside")
+    _layout(root, outside)
+    with serve(root, tmp_path_factory.mktemp("server-config")) as running:
+        yield running
 
 
 def test_the_server_itself_still_refuses_hidden_paths(server: Server) -> None:

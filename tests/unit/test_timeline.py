@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from magnus_jupyter.history import load_run, timeline, timeline_html, timeline_svg
+from magnus_jupyter.history.gantt import output_suffix
 from magnus_jupyter.history.summary import parse_time
-from magnus_jupyter.history.timeline import output_suffix
 from magnus_jupyter.render import NODE_FILL
 
 HOSTILE = "<script>alert('x')</script> & \"co\""

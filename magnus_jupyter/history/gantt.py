@@ -1,4 +1,5 @@
-"""A run as a Gantt picture: one row per task, grouped by branch, on one time axis, coloured by status.
+"""A run as a Gantt picture, its timeline: one row per task, grouped by branch, on one time axis, coloured
+by status.
 
 ``timeline(run_log)`` is plain data (rows of attempt segments, seconds from the
 run's first start); ``timeline_svg`` draws it, ``timeline_html`` wraps that SVG
