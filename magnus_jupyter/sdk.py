@@ -97,6 +97,8 @@ class Task(_Traversal):
         terminate_with_success: bool = False,
         terminate_with_failure: bool = False,
         catalog: Catalog | None = None,
+        inputs: list[str] | None = None,
+        cache: bool | None = None,
         returns: list[str] | None = None,
         notebook_output_path: str | None = None,
         output_cell_tag: str | None = None,
@@ -105,11 +107,18 @@ class Task(_Traversal):
         max_attempts: int | None = None,
         overrides: dict[str, Any] | None = None,
     ) -> None:
+        """``inputs``: globs of project files the task reads (its fingerprint covers their content);
+        ``cache=False``: never reuse its result (a task with side effects)."""
+        if isinstance(inputs, str):  # list("data/x") would make a pattern of every character
+            raise ValidationError(f"step '{name}': inputs takes a list of file patterns, e.g. "
+                                  f"inputs=[{inputs!r}]")
         self.step = model.Task(
             name=name,
             command=command,
             command_type=command_type,
             catalog=catalog.as_field() if catalog else None,
+            inputs=list(inputs) if inputs is not None else None,
+            cache=cache,
             returns=list(returns) if returns else None,
             notebook_output_path=notebook_output_path,
             output_cell_tag=output_cell_tag,
