@@ -70,6 +70,13 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("run", cmd_run, "Run a magnus pipeline; branches run at the same time.")
     p.add_argument("file", help="the pipeline YAML")
     _common(p)
+    p.add_argument("--reuse", action="store_true",
+                   help="do not run a task whose fingerprint (definition, parameters, files, environment) "
+                        "matches a successful attempt of an earlier run here: reuse that result")
+    p.add_argument("--from", dest="from_step", metavar="STEP",
+                   help="run this step and everything after it, reusing earlier results for what comes before")
+    p.add_argument("--only", nargs="+", action="extend", metavar="STEP",
+                   help="run only these steps, reusing earlier results for every other")
     p = add("retry", cmd_retry, "Run a failed, cancelled or killed run again as a new run, reusing the "
                                 "steps that succeeded in it.")
     p.add_argument("old_run_id", metavar="RUN_ID", help="the run to retry (its run log is in .run_log_store)")
@@ -191,6 +198,8 @@ def _run_and_report(args: argparse.Namespace, start: Callable[..., Any], factory
     print()
     for warning in result.warnings:
         print(f"warning: {clean(warning)}")
+    for line in _reasons(result.run_log):
+        print(line)
     original = result.run_log.get("original_run_id")
     if original:
         print(f"retry of: {original}")
@@ -203,6 +212,25 @@ def _run_and_report(args: argparse.Namespace, start: Callable[..., Any], factory
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
+def _reasons(run_log: dict[str, Any], most: int = 10) -> list[str]:
+    """After a run that reused: how many tasks it reused, and why each of the others ran (the first few)."""
+    from ..progress import clean
+    from .runlog import iter_steps
+
+    reused, ran = 0, []
+    for step in iter_steps(run_log):
+        if step.get("step_type") != "task":
+            continue
+        if step.get("reused_from"):
+            reused += 1
+        elif step.get("rerun_reason"):
+            ran.append(f"  {clean(step['internal_name'])}: {clean(step['rerun_reason'])}")
+    if not reused and not ran:
+        return []
+    more = [f"  ... and {len(ran) - most} more (magnus-jupyter why RUN_ID STEP)"] if len(ran) > most else []
+    return [f"reused: {reused} task{'s' if reused != 1 else ''}; ran: {len(ran)}", *ran[:most], *more]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from ..yaml_io import load_yaml
 
@@ -211,7 +239,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     def start(**kwargs: Any) -> Any:
         from .engine import run_pipeline  # imported while a prepared cluster starts
 
-        return run_pipeline(pipeline, pipeline_file=args.file, **kwargs)
+        return run_pipeline(pipeline, pipeline_file=args.file, reuse=args.reuse, from_step=args.from_step,
+                            only=args.only, **kwargs)
 
     return _execute(args, start, pipeline)
 
