@@ -74,7 +74,8 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
                    help="do not run a task whose fingerprint (definition, parameters, files, environment) "
                         "matches a successful attempt of an earlier run here: reuse that result")
     p.add_argument("--from", dest="from_step", metavar="STEP",
-                   help="run this step and everything after it, reusing earlier results for what comes before")
+                   help="run this step and everything after it, reusing earlier results for what comes "
+                        "before")
     p.add_argument("--only", nargs="+", action="extend", metavar="STEP",
                    help="run only these steps, reusing earlier results for every other")
     p = add("retry", cmd_retry, "Run a failed, cancelled or killed run again as a new run, reusing the "
@@ -82,6 +83,10 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("old_run_id", metavar="RUN_ID", help="the run to retry (its run log is in .run_log_store)")
     p.add_argument("file", nargs="?", help="the pipeline YAML (default: the one the old run recorded)")
     _common(p)
+    p = add("why", cmd_why, "Show a task's fingerprint in a run, and what differs from its nearest earlier "
+                            "successful run (why it ran again).")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("step", metavar="STEP", help="the task's internal name (or its name, if no other has it)")
     p = add("export", cmd_export, "Write the pipeline as an Argo Workflows manifest whose pods run "
                                   "execute-step.")
     p.add_argument("file", help="the pipeline YAML")
@@ -264,6 +269,16 @@ def cmd_retry(args: argparse.Namespace) -> int:
         return retry_run(args.old_run_id, pipeline, new_run_id=run_id, pipeline_file=file, **kwargs)
 
     return _execute(args, start, pipeline)
+
+
+def cmd_why(args: argparse.Namespace) -> int:
+    from ..progress import clean
+    from .runlog import check_run_id
+    from .why import explain
+
+    for line in explain(check_run_id(args.run_id), args.step):
+        print(clean(line))
+    return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:

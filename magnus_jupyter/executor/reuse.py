@@ -254,7 +254,8 @@ class Reuse:
                 return Decision(reused=entry)
             gone = gone or f"its result in run {earlier.run_id} cannot be reused: {why}"
             warning = warning or f"step '{internal}' succeeded in run {earlier.run_id} but runs again: {why}"
-        return Decision(reason=self.reason(internal, fingerprint, environment, nearest, gone), warning=warning)
+        reason = self.reason(internal, fingerprint, environment, nearest, gone)
+        return Decision(reason=reason, warning=warning)
 
     def reason(self, internal: str, fingerprint: dict[str, Any], environment: dict[str, Any] | None,
                nearest: Earlier | None, gone: str = "") -> str:
