@@ -190,7 +190,9 @@ class Fingerprints:
         parts["inputs"] = self._inputs(step.inputs or ())
         parts["environment"] = self._environment_digest
         values = {k: parameters[k] for k, t in sorted(texts.items()) if len(t) <= SHORT_VALUE}
-        return {"digest": digest(_json(parts), 32), **parts, "values": values}
+        code = parts.get("notebook")  # its cells' code counts, not where they are: markdown may move them
+        counted = {**parts, "notebook": [c[1] for c in code["cells"]]} if code and "cells" in code else parts
+        return {"digest": digest(_json(counted), 32), **parts, "values": values}
 
 
 def _read_notebook(path: Path) -> tuple[list[list[Any]], str] | None:

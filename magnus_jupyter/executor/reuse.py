@@ -190,26 +190,29 @@ def _put_back(earlier: Earlier, step: Task, cwd: Path) -> None:
     patterns = (step.catalog or {}).get("put") or []
     if not patterns:
         return
-    folder = cwd.resolve()
+    put: set[Path] = set()  # what the put patterns match in that run's catalog (not its notebooks, logs)
     for pattern in patterns:
         try:
-            matches = sorted(earlier.catalog.glob(pattern))
+            put.update(p.relative_to(earlier.catalog) for p in earlier.catalog.glob(pattern))
         except (ValueError, OSError):
             continue
-        for source in matches:
-            if not source.is_file() or source.name.endswith(".execution.log"):
-                continue
-            relative = source.relative_to(earlier.catalog)
-            target = cwd / relative
-            if not target.resolve().is_relative_to(folder) or _same(source, target):
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
+    folder = cwd.resolve()
+    for item in earlier.entry.get("data_catalog", []):
+        relative = Path(str(item.get("name", "")))
+        if item.get("stage") != "put" or relative not in put:
+            continue
+        source, target = earlier.catalog / relative, cwd / relative
+        if not source.is_file() or not target.resolve().is_relative_to(folder) \
+                or _same(target, source, str(item.get("data_hash", ""))):
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
 
 
-def _same(a: Path, b: Path) -> bool:
+def _same(target: Path, source: Path, sha256: str) -> bool:
     try:
-        return b.is_file() and a.stat().st_size == b.stat().st_size and data_hash(a) == data_hash(b)
+        return target.is_file() and target.stat().st_size == source.stat().st_size \
+            and data_hash(target) == sha256
     except OSError:
         return False
 
