@@ -125,7 +125,7 @@ def resolve(pipeline: Pipeline, text: str, option: str) -> list[tuple[str, Any]]
         raise ExecutionError(f"{option}: give a step's name or internal name")
     target = _parse(pipeline, text.split("."), 0)
     if target is None:
-        named = [internal for internal, step, _ in pipeline.walk() if step.name == text]
+        named = sorted(internal for internal, step, _ in pipeline.walk() if step.name == text)
         if len(named) > 1:
             shown = ", ".join(repr(n) for n in named[:5]) + (" ..." if len(named) > 5 else "")
             raise ExecutionError(f"{option} {text!r}: {len(named)} steps have that name ({shown}); "
