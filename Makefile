@@ -10,9 +10,9 @@ LABEXT_OUT := magnus_jupyter/labextension
 # npm writes this file at every install: node_modules is as new as package-lock.json or newer.
 LABEXT_NPM := labextension/node_modules/.package-lock.json
 
-.PHONY: setup graphviz chromium node labext-test demo test lint bench clean
+.PHONY: setup graphviz rsvg chromium node labext-test demo test lint bench clean
 
-setup: $(STAMP) graphviz chromium
+setup: $(STAMP) graphviz rsvg chromium
 
 # pip builds the JupyterLab extension from labextension/ (pyproject.toml's build hook: npm ci, npm run
 # build) and installs it into the venv. An edited extension source removes the old build first: the
@@ -31,6 +31,13 @@ graphviz:
 	  if command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null; \
 	  else echo "graphviz 'dot' not found and no apt-get: install Graphviz by hand" >&2; exit 1; fi; }
+
+# librsvg's `rsvg-convert` draws a run's timeline as PNG (`magnus-jupyter timeline RUN -o X.png`).
+rsvg:
+	@command -v rsvg-convert >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq librsvg2-bin >/dev/null; \
+	  else echo "rsvg-convert not found and no apt-get: install librsvg by hand" >&2; exit 1; fi; }
 
 # Debian's Chromium for the browser tests (Playwright drives it; no browser download).
 chromium:

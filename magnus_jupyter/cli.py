@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="the pipeline YAML")
     p.add_argument("-o", "--output", required=True, help="OUT.svg | OUT.png | OUT.dot")
     _add_run_commands(add)
+    from .history.cli import add_commands as add_history_commands
+
+    add_history_commands(add)  # runs, timeline
     return parser
 
 

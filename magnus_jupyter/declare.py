@@ -5,7 +5,9 @@ store keys each declaration by its step or block NAME (or by the cell's id when
 the front end sends one), a re-run replaces its declaration in place, and
 ``build()`` turns the current declarations into one ``Pipeline`` each time.
 Name references (``--next``, ``--branch``, branch lines) resolve at build time,
-because the cell they name may be declared later. Pure Python: no IPython here.
+because the cell they name may be declared later (so a name no cell declares
+yet is a warning, ``unknown_targets``). No IPython here but its input
+transformer, to check a cell step's body as IPython will read it.
 """
 
 from __future__ import annotations
@@ -65,12 +67,13 @@ class StepDeclaration:
     on_failure: str | None = None
     returns: list[str] | None = None
     branch: str | None = None  # "PARALLEL/BRANCH" or "MAP" as the user wrote it; None: top level
+    magic: str = "%%magnus_step"  # "%magnus_step" when declared by the line magic (no body)
     inputs: list[str] | None = None  # globs of project files the task reads (its fingerprint)
     cache: bool | None = None  # False: never reused (--no-cache)
 
     @property
     def label(self) -> str:
-        return f"%%magnus_step {self.name!r}"
+        return f"{self.magic} {self.name!r}"
 
     def to_step(self, next: str) -> Step:
         source = Source(self.label)
@@ -111,10 +114,11 @@ class BlockDeclaration:
     iterate_as: str = ""
     lines: list[BranchLine] = field(default_factory=list)
     yaml_branches: dict[str, Pipeline] | None = None  # the body was a YAML mapping of branches
+    cell_magic: bool = True  # False: declared by the line magic (%magnus_parallel NAME)
 
     @property
     def label(self) -> str:
-        return f"%%magnus_{self.kind} {self.name!r}"
+        return f"{'%%' if self.cell_magic else '%'}magnus_{self.kind} {self.name!r}"
 
     def branch_prefix(self, branch: str) -> str:
         return join_name(self.name, map_placeholder(self.iterate_as) if self.kind == "map" else branch)
@@ -153,11 +157,14 @@ class Declarations:
     def step(self, name: str, body: str = "", *, next: str | None = None, on_failure: str | None = None,
              notebook: str | None = None, shell: bool = False, stub: bool = False,
              returns: str | list[str] | None = None, branch: str | None = None,
-             cell: str | None = None, inputs: str | list[str] | None = None,
+             cell: str | None = None, cell_magic: bool = True, inputs: str | list[str] | None = None,
              cache: bool | None = None) -> StepDeclaration:
-        """Declare (or re-declare) a step; without a kind the body becomes a notebook of its own."""
-        name = self._check_name(name, "%%magnus_step")
-        label = f"%%magnus_step {name!r}"
+        """Declare (or re-declare) a step; without a kind the body becomes a notebook of its own.
+
+        ``cell_magic=False``: declared by the line magic, which the messages then name."""
+        magic = "%%magnus_step" if cell_magic else "%magnus_step"
+        name = self._check_name(name, magic)
+        label = f"{magic} {name!r}"
         kinds = [k for k, given in (("notebook", notebook is not None), ("shell", shell), ("stub", stub))
                  if given]
         if len(kinds) > 1:
@@ -178,9 +185,14 @@ class Declarations:
             raise DeclarationError(f"{label}: --branch needs PARALLEL/BRANCH (or MAP)")
         command = ""
         if kind == "cell":
+            if not cell_magic:
+                raise DeclarationError(f"{label}: a step with no --notebook, --shell or --stub runs code: "
+                                       "write it as a %%magnus_step cell with the code under the magic, or "
+                                       "mark it --stub")
             if not body.strip():
                 raise DeclarationError(f"{label}: the cell body is empty; write the step's code under "
                                        "the magic, or mark it --stub")
+            _check_syntax(body, label)
             command = self._write_cell_notebook(name, body)
         elif kind == "shell":
             command = body.strip()
@@ -198,27 +210,31 @@ class Declarations:
                                        "leave it empty (comments are fine)")
         declaration = StepDeclaration(name=name, kind=kind, command=command, next=_opt(next),
                                       on_failure=_opt(on_failure), returns=names,
-                                      branch=branch.strip() if branch else None, inputs=patterns,
-                                      cache=cache)
+                                      branch=branch.strip() if branch else None, magic=magic,
+                                      inputs=patterns, cache=cache)
         self._put(declaration, cell)
         return declaration
 
     def parallel(self, name: str, body: str = "", *, next: str | None = None, on_failure: str | None = None,
-                 failure_policy: str | None = None, cell: str | None = None) -> BlockDeclaration:
+                 failure_policy: str | None = None, cell: str | None = None,
+                 cell_magic: bool = True) -> BlockDeclaration:
         """Declare a parallel block from branch lines or a YAML mapping of branch pipelines."""
-        name = self._check_name(name, "%%magnus_parallel")
+        magic = "%%magnus_parallel" if cell_magic else "%magnus_parallel"
+        name = self._check_name(name, magic)
         block = BlockDeclaration(name=name, kind="parallel", next=_opt(next), on_failure=_opt(on_failure),
-                                 failure_policy=_policy(failure_policy, f"%%magnus_parallel {name!r}"))
+                                 failure_policy=_policy(failure_policy, f"{magic} {name!r}"),
+                                 cell_magic=cell_magic)
         self._parse_body(block, body)
         self._put(block, cell)
         return block
 
     def map(self, name: str, body: str = "", *, iterate_on: str | None = None, iterate_as: str | None = None,
             next: str | None = None, on_failure: str | None = None, failure_policy: str | None = None,
-            cell: str | None = None) -> BlockDeclaration:
+            cell: str | None = None, cell_magic: bool = True) -> BlockDeclaration:
         """Declare a map block: one branch, run once per value of the parameter ``iterate_on``."""
-        name = self._check_name(name, "%%magnus_map")
-        label = f"%%magnus_map {name!r}"
+        magic = "%%magnus_map" if cell_magic else "%magnus_map"
+        name = self._check_name(name, magic)
+        label = f"{magic} {name!r}"
         for option, value in (("--iterate-on", iterate_on), ("--iterate-as", iterate_as)):
             if not value or not value.strip():
                 what = "the parameter holding the list to iterate on" if option == "--iterate-on" else \
@@ -228,7 +244,8 @@ class Declarations:
                 raise DeclarationError(f"{label}: {option} must be a parameter name, found {value!r}")
         block = BlockDeclaration(name=name, kind="map", next=_opt(next), on_failure=_opt(on_failure),
                                  failure_policy=_policy(failure_policy, label),
-                                 iterate_on=str(iterate_on).strip(), iterate_as=str(iterate_as).strip())
+                                 iterate_on=str(iterate_on).strip(), iterate_as=str(iterate_as).strip(),
+                                 cell_magic=cell_magic)
         self._parse_body(block, body)
         self._put(block, cell)
         return block
@@ -241,6 +258,34 @@ class Declarations:
         self._start_at = pipeline.start_at
         for name, step in pipeline.steps.items():
             self._entries[name] = Loaded(name, step)
+
+    def unknown_targets(self, name: str) -> list[str]:
+        """Warnings for the declaration ``name`` when its --next or --on-failure names no step of its
+        graph: not an error, since the cell declaring that step may simply not have run yet."""
+        entry = self._entries.get(name)
+        if not isinstance(entry, StepDeclaration | BlockDeclaration):
+            return []
+        options = (("--next", entry.next), ("--on-failure", entry.on_failure))
+        wanted = [(option, target) for option, target in options if target]
+        if not wanted:
+            return []
+        try:
+            pipeline = self.build(check=False)
+        except PipelineError:  # other declarations are not complete yet: check what can be
+            if isinstance(entry, StepDeclaration) and entry.branch:
+                return []
+            top = [n for n, e in self._entries.items() if not (isinstance(e, StepDeclaration) and e.branch)]
+            known = [*top, *self._terminal_names()]
+        else:
+            holders = [holder for _, step, holder in pipeline.walk()
+                       if step.name == name and step.source is not None and step.source.file == entry.label]
+            if not holders:
+                return []
+            known = list(holders[0].steps)
+        shown = ", ".join(known[:8]) + (" …" if len(known) > 8 else "")
+        return [f"{entry.label}: {option} {target!r} is not a declared step (yet): the run cannot go "
+                f"there unless a cell declares it (steps it can go to: {shown})"
+                for option, target in wanted if target not in known]
 
     def _put(self, entry: Entry, cell: str | None) -> None:
         """Replace the declaration of the same name, or of the same cell under its old name, in place."""
@@ -289,7 +334,9 @@ class Declarations:
         notebook = nbformat.v4.new_notebook(metadata={
             "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
             "language_info": {"name": "python"},
-            "magnus": {"step": name},
+            # the cell's line of the body's first line (the magic is line 1): an error's line in the
+            # body cell becomes a line of the cell the person wrote (executor/notebooks.py)
+            "magnus": {"step": name, "line": 2 + len(body) - len(body.lstrip("\n"))},
         })
         notebook.cells = [
             nbformat.v4.new_code_cell("", id="parameters", metadata={"tags": ["parameters"]}),
@@ -525,6 +572,26 @@ def _policy(value: str | None, label: str) -> str | None:
         raise DeclarationError(f"{label}: --failure-policy must be one of {', '.join(FAILURE_POLICIES)}, "
                                f"found {value!r}")
     return value
+
+
+def _check_syntax(body: str, label: str) -> None:
+    """A cell step's body must compile as IPython runs it (magics, ``!cmd`` and top-level ``await``
+    allowed): a mistake is named now, with its line in the cell, not when the run reaches it."""
+    import ast
+
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        source = TransformerManager().transform_cell(body)
+    except Exception:  # an IPython that cannot read it: compile the body as it is
+        source = body
+    try:
+        compile(source, label, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+    except SyntaxError as exc:
+        # the body's lines are the cell's from line 2 (the magic is line 1), in the message too
+        line = f", line {exc.lineno + 1}" if exc.lineno else ""
+        message = re.sub(r"\bline (\d+)", lambda m: f"line {int(m.group(1)) + 1}", exc.msg)
+        raise DeclarationError(f"{label}{line}: {type(exc).__name__}: {message}") from None
 
 
 def _first_code_line(body: str) -> int | None:

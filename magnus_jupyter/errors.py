@@ -63,7 +63,10 @@ class ValidationError(PipelineError):
             problems = [Problem(problems)]
         self.problems = list(problems)
         count = len(self.problems)
-        head = "invalid pipeline" + (f" ({count:,} problems)" if count > 1 else "")
+        if count == 1:  # one problem, one line
+            super().__init__(f"invalid pipeline: {self.problems[0]}")
+            return
+        head = f"invalid pipeline ({count:,} problems)"
         lines = [f"  {p}" for p in self.problems[:SHOWN_PROBLEMS]]
         if count > SHOWN_PROBLEMS:  # a step repeated by aliases repeats its problem too
             lines.append(f"  … and {count - SHOWN_PROBLEMS:,} more")

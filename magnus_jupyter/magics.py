@@ -21,6 +21,8 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from .declare import session
 from .errors import PipelineError, ValidationError
 
+SHOWN_IN_A_LINE = 5  # problems a magic's one-line error names; `magnus-jupyter validate` lists them all
+
 
 @contextmanager
 def _usage_errors() -> Iterator[None]:
@@ -28,23 +30,33 @@ def _usage_errors() -> Iterator[None]:
     try:
         yield
     except ValidationError as exc:
-        raise UsageError("invalid pipeline: " + "; ".join(str(p) for p in exc.problems)) from None
+        shown = "; ".join(str(p) for p in exc.problems[:SHOWN_IN_A_LINE])
+        more = len(exc.problems) - SHOWN_IN_A_LINE
+        shown += f"; … and {more:,} more" if more > 0 else ""
+        raise UsageError(f"invalid pipeline: {shown}") from None
     except PipelineError as exc:
         raise UsageError("; ".join(line.strip() for line in str(exc).splitlines() if line.strip())) from None
 
 
-def _parse(magic: Any, line: str) -> Any:
-    """Split like a POSIX shell, so "Get Features" loses its quotes; errors name the magic.
+def _parse(magic: Any, line: str, cell: str | None = None) -> Any:
+    """Split like a POSIX shell, so "Get Features" loses its quotes; errors name the magic as it
+    was used (``%%name`` for a cell magic, ``%name`` for a line; ``cell`` is None for a line).
 
     (``parse_argstring`` splits without POSIX rules and keeps the quotes.)
     """
-    prog = "%" + magic.parser.prog
+    prog = ("%%" if cell is not None else "%") + magic.parser.prog.lstrip("%")
     try:
         return magic.parser.parse_args(shlex.split(line))
     except ValueError as exc:  # an unclosed quote
         raise UsageError(f"{prog}: {exc}") from None
     except UsageError as exc:
         raise UsageError(f"{prog}: {exc}") from None
+
+
+def _warn_unknown_targets(name: str) -> None:
+    """A --next or --on-failure no cell declares (yet): a warning, not an error."""
+    for warning in session().unknown_targets(name):
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _name(words: list[str]) -> str:
@@ -91,12 +103,14 @@ class DeclareMagics(Magics):
         is one line (IPython refuses an empty %% cell):
         %magnus_step "Ensemble Modelling" --notebook notebooks/ensemble.ipynb
         """
-        args = _parse(self.magnus_step, line)
+        args = _parse(self.magnus_step, line, cell)
         with _usage_errors():
-            session().step(_name(args.name), cell or "", next=args.next, on_failure=args.on_failure,
-                           notebook=args.notebook, shell=args.shell, stub=args.stub, returns=args.returns,
-                           branch=args.branch, cell=self.cell_id, inputs=args.inputs,
-                           cache=False if args.no_cache else None)
+            declared = session().step(_name(args.name), cell or "", next=args.next,
+                                      on_failure=args.on_failure, notebook=args.notebook, shell=args.shell,
+                                      stub=args.stub, returns=args.returns, branch=args.branch,
+                                      cell=self.cell_id, cell_magic=cell is not None, inputs=args.inputs,
+                                      cache=False if args.no_cache else None)
+        _warn_unknown_targets(declared.name)
 
     @magic_arguments("%magnus_parallel")
     @argument("name", nargs="+", metavar="NAME", help="the block's name, e.g. \"Train Models\"")
@@ -115,10 +129,12 @@ class DeclareMagics(Magics):
         magnus branch pipelines (start_at, steps) is taken as it is. When every
         branch comes from --branch steps, one line does: %magnus_parallel NAME
         """
-        args = _parse(self.magnus_parallel, line)
+        args = _parse(self.magnus_parallel, line, cell)
         with _usage_errors():
-            session().parallel(_name(args.name), cell or "", next=args.next, on_failure=args.on_failure,
-                               failure_policy=args.failure_policy, cell=self.cell_id)
+            declared = session().parallel(_name(args.name), cell or "", next=args.next,
+                                          on_failure=args.on_failure, failure_policy=args.failure_policy,
+                                          cell=self.cell_id, cell_magic=cell is not None)
+        _warn_unknown_targets(declared.name)
 
     @magic_arguments("%magnus_map")
     @argument("name", nargs="+", metavar="NAME", help="the block's name")
@@ -135,11 +151,13 @@ class DeclareMagics(Magics):
         The body is one branch line (`STEP >> STEP`, optionally `BRANCH: ...`), a
         YAML branch pipeline, or empty when steps join it with --branch MAP.
         """
-        args = _parse(self.magnus_map, line)
+        args = _parse(self.magnus_map, line, cell)
         with _usage_errors():
-            session().map(_name(args.name), cell or "", iterate_on=args.iterate_on,
-                          iterate_as=args.iterate_as, next=args.next, on_failure=args.on_failure,
-                          failure_policy=args.failure_policy, cell=self.cell_id)
+            declared = session().map(_name(args.name), cell or "", iterate_on=args.iterate_on,
+                                     iterate_as=args.iterate_as, next=args.next, on_failure=args.on_failure,
+                                     failure_policy=args.failure_policy, cell=self.cell_id,
+                                     cell_magic=cell is not None)
+        _warn_unknown_targets(declared.name)
 
     @magic_arguments()
     @argument("path", nargs="?", metavar="PATH", help="write the YAML to this file instead of showing it")

@@ -29,7 +29,6 @@ class _Lane:
     composite: bool = False  # waiting for its own branches, which have lanes of their own
     step_start: float = 0.0
     cells: tuple[int, int] | None = None
-    done: int = 0
 
 
 def _seconds(value: float) -> str:
@@ -48,8 +47,10 @@ class TerminalProgress:
         self._shown = 0  # lines of the live block now on screen
         self._last_draw = 0.0
         self._start = time.monotonic()
-        self._finished = 0
+        self._succeeded = 0
         self._failed = 0
+        self._reused = 0
+        self._attempted: set[str] = set()  # tasks that began an attempt: a task that did not was reused
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
 
@@ -87,6 +88,9 @@ class TerminalProgress:
             lane.composite = event.step_type in ("parallel", "map", "dag")
         self._draw()
 
+    def _on_AttemptStarted(self, event: ev.AttemptStarted) -> None:
+        self._attempted.add(event.internal_name)
+
     def _on_CellExecuted(self, event: ev.CellExecuted) -> None:
         lane = self._lanes.get(self._lane_of(event.internal_name))
         if lane is not None and lane.step == event.internal_name:
@@ -95,16 +99,19 @@ class TerminalProgress:
 
     def _on_StepFinished(self, event: ev.StepFinished) -> None:
         lane = self._lanes.get(self._lane_of(event.internal_name))
-        self._finished += 1
         failed = event.status != "SUCCESS"
+        # the engine starts no attempt of a task it reuses from the run being retried
+        reused = not failed and event.step_type == "task" and event.internal_name not in self._attempted
+        self._attempted.discard(event.internal_name)
         self._failed += failed
+        self._succeeded += not failed
+        self._reused += reused
         took = event.time - lane.step_start if lane is not None and lane.step == event.internal_name else 0.0
-        if lane is not None:
-            lane.done += 1
-        if not self.live or failed:
-            note = f": {clean(event.message)}" if failed and event.message else ""
+        if not self.live or failed or reused:
+            note = f": {clean(event.message)}" if (failed or reused) and event.message else ""
             what = f"{event.step_type}, {_seconds(took)}"
-            self._print(f"{event.status:<7} {clean(event.internal_name, False)} ({what}){note}")
+            status = "REUSED" if reused else event.status
+            self._print(f"{status:<7} {clean(event.internal_name, False)} ({what}){note}")
         self._draw()
 
     def _on_BranchFinished(self, event: ev.BranchFinished) -> None:
@@ -149,7 +156,8 @@ class TerminalProgress:
             return
         self._last_draw = clock
         width = max(40, shutil.get_terminal_size((100, 20)).columns - 1)
-        lines = [f"{_seconds(clock - self._start)}  steps done {self._finished}"
+        lines = [f"{_seconds(clock - self._start)}  steps succeeded {self._succeeded}"
+                 + (f" ({self._reused} reused)" if self._reused else "")
                  + (f", failed {self._failed}" if self._failed else "")
                  + f"  |  running branches {max(0, len(self._lanes) - 1)}"]
         lanes = [(n, lane) for n, lane in self._lanes.items() if lane.step and not lane.composite]

@@ -6,7 +6,9 @@ re-render with new states and the colours move. Composite steps (parallel, map,
 dag) are clusters holding one cluster per branch, entered through a fork bar and
 left through a join bar. Step names reach DOT only as escaped plain labels and
 node ids are generated (``n0``, ``n1``...), so any name stays literal text.
-Nesting is walked with an explicit stack: depth costs no Python recursion.
+Nesting is walked with an explicit stack: depth costs no Python recursion. A
+fail step is drawn only where an edge leads to it (or a state says it was
+reached): every branch has one, and unconnected they read as failed steps.
 """
 
 from __future__ import annotations
@@ -120,6 +122,8 @@ class _Draw:
         exit_: dict[str, str] = {}  # step name -> the node a leaving edge starts from
         for name, step in frame.pipeline.steps.items():
             internal = join_name(frame.prefix, name)
+            if not shown(frame.pipeline, step, internal in self.states):
+                continue
             branches = self.branches(internal, step)
             if not branches:
                 node = self.new_node(internal)
@@ -249,6 +253,16 @@ class _Draw:
         return _attrs(id=cluster, label=label, style="rounded,filled" if fill else "rounded",
                       fillcolor=fill, color="#999999", fontsize=12.0, labeljust="l",
                       penwidth=2.0 if status == "PROCESSING" else None)
+
+
+def shown(pipeline: Pipeline, step: Step, reached: bool) -> bool:
+    """Whether ``step`` of ``pipeline`` is drawn: all are, but a fail step only where a step names it
+    as ``next`` or ``on_failure``, or it was ``reached``. (A failing step goes to its graph's fail
+    step even when nothing names it; drawn unconnected in every branch, it reads as a failed step.)"""
+    if not isinstance(step, Fail) or reached:
+        return True
+    return any(other.next == step.name or other.on_failure == step.name
+               for other in pipeline.steps.values() if other.TRAVERSAL)
 
 
 def draw(pipeline: Pipeline, states: dict[str, str] | None = None, title: str | None = None) -> Drawing:

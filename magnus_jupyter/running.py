@@ -5,8 +5,12 @@ starts ``run_pipeline`` in a thread with the DAG widget's status as its
 subscriber, and either waits (the default: the cell stays busy while the
 widget updates) or returns at once (``background``). The kernel's interrupt
 lands in the wait as ``KeyboardInterrupt``: it sets the engine's ``cancel``
-event, which kills the run's tasks and kernels and ends the run log FAIL.
-No traversal here; ipywidgets loads only when a widget is made.
+event, which kills the run's tasks and kernels and ends the run log FAIL, and
+the cell ends with one line, not a traceback. A background run has a Stop
+button instead (its kernel is idle, so it handles the click; a busy cell's
+kernel would handle it only after the run). When the run ends, the widget gives
+way to the static final picture the notebook file keeps. No traversal here;
+ipywidgets loads only when a widget is made.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +32,8 @@ if TYPE_CHECKING:
     from .widget.view import DagWidget
 
 _POLL = 0.1  # seconds between checks of the run thread; the wait stays interruptible
+INTERRUPTED = "interrupted: the run was cancelled, its tasks stopped"
+STOP_HINT = "to stop the run, interrupt the kernel (the ■ button, or I I)"
 
 
 @dataclass
@@ -54,9 +61,12 @@ class InKernelRun:
         """Block until the run ends; an interrupt cancels the run, waits for it to stop, then re-raises."""
         try:
             self._block()
-        except KeyboardInterrupt:
-            self.stop()
-            print("interrupted: the run was cancelled, its tasks stopped", file=sys.stderr)
+        except KeyboardInterrupt as exc:
+            with suppress(KeyboardInterrupt):  # a second interrupt: stop waiting for the tasks to die
+                self.stop()
+            # IPython shows an exception's _render_traceback_() instead of its traceback: one line.
+            # Still raised, so the kernel answers "error" and cells queued behind this one don't run.
+            exc._render_traceback_ = lambda: [INTERRUPTED]  # type: ignore[attr-defined]
             raise
         if self.error is not None:
             raise self.error
@@ -77,18 +87,22 @@ def last_run() -> InKernelRun | None:
     return _LAST
 
 
-def widget_for(pipeline: Pipeline, on_stop: Callable[[], None] | None = None) -> DagWidget:
+def widget_for(pipeline: Pipeline, on_stop: Callable[[], None] | None = None, hint: str = "",
+               retry_of: dict[str, Any] | None = None) -> DagWidget:
+    from .widget.status import RunStatus
     from .widget.view import DagWidget
 
-    return DagWidget(pipeline, link_base=os.getcwd(), on_stop=on_stop)
+    return DagWidget(pipeline, RunStatus(pipeline, retry_of=retry_of), link_base=os.getcwd(),
+                     on_stop=on_stop, hint=hint)
 
 
 def show(pipeline: Pipeline | None = None) -> DagWidget:
-    """Display the DAG of ``pipeline`` (default: the declared one) without running it."""
+    """Display the DAG of ``pipeline`` (default: the declared one) without running it: a static
+    picture, since nothing will change it (and a saved notebook keeps it)."""
     from .declare import current_pipeline
 
     widget = widget_for(pipeline if pipeline is not None else current_pipeline())
-    widget.show()
+    widget.show(static=True)
     return widget
 
 
@@ -123,17 +137,20 @@ def start(*, workers: int | None = None, parameters_file: str | None = None, par
         engine["slots_factory"] = slots_factory(executor, scheduler)  # unknown name: an error now
     graph = pipeline if pipeline is not None else current_pipeline()
     parameters = initial_parameters(parameters_file, list(params))
+    old_log = None
     if retry_of is not None:
         from .executor.retry import load_run_log
 
-        load_run_log(retry_of)  # a missing or unreadable old run is an error now, not in the thread
+        old_log = load_run_log(retry_of)  # a missing or unreadable old run is an error now, not in the thread
     if reuse or from_step is not None or only:
         from .executor.reuse import plan
 
         plan(graph, Path.cwd(), reuse=reuse, from_step=from_step, only=only)  # refused now, not in the thread
         engine.update(reuse=reuse, from_step=from_step, only=only)
     cancel = threading.Event()
-    run = InKernelRun(widget_for(graph, on_stop=cancel.set), cancel=cancel)
+    widget = widget_for(graph, on_stop=cancel.set if background else None,
+                        hint="" if background else STOP_HINT, retry_of=old_log)
+    run = InKernelRun(widget, cancel=cancel)
     if display:
         run.widget.show()
 
@@ -164,7 +181,7 @@ def start(*, workers: int | None = None, parameters_file: str | None = None, par
         try:
             run.wait()
         finally:
-            if display:  # from the cell's own thread: the notebook file keeps the final DAG
+            if display:  # from the cell's own thread: the notebook file keeps the final picture
                 run.widget.publish()
         _report(run)
     return run

@@ -164,6 +164,10 @@ def _check_step(internal: str, step: Step) -> list[Problem]:
             for key in ("notebook_output_path", "output_cell_tag", "optional_ploomber_args"):
                 if getattr(step, key) is not None:
                     add(f"{key} applies only to notebook tasks", key)
+        elif step.notebook_output_path is not None:
+            why = output_path_problem(step.notebook_output_path)
+            if why:
+                add(f"notebook_output_path {step.notebook_output_path!r} {why}", "notebook_output_path")
     if isinstance(step, Map):
         for key in ("iterate_on", "iterate_as"):
             if not getattr(step, key):
@@ -209,6 +213,22 @@ def catalog_pattern_problem(pattern: Any, kind: str = "catalog") -> str | None:
         return "names the run folder itself; give a file or a glob such as data/*.csv"
     if first in (CATALOG_FOLDER, RUN_LOG_FOLDER):
         return f"reaches into the run records ({first}); {kind} patterns name the run's own files"
+    return None
+
+
+def output_path_problem(path: Any) -> str | None:
+    """Why a file the run writes (``notebook_output_path``) is refused, or None: it stays in the project."""
+    if not isinstance(path, str) or not path.strip():
+        return "must be a relative file path"
+    if has_control(path):
+        return "holds a control character"
+    if path.startswith("/"):
+        return "is absolute; it is relative to the run folder"
+    first = posixpath.normpath(path).split("/")[0]
+    if first == "..":
+        return "goes up with '..'; the run writes only inside the run folder"
+    if first in (".", CATALOG_FOLDER, RUN_LOG_FOLDER):
+        return "names the run folder or its records; give a file such as out/trained.ipynb"
     return None
 
 

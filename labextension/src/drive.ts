@@ -25,8 +25,53 @@ export function isRecordPath(path: string): boolean {
   return hidden.length > 0 && hidden.every(part => RECORD_FOLDERS.includes(part));
 }
 
-/** The endpoint URL of a record (each path part encoded, the slashes kept). */
+/**
+ * Whether a document path (as a Lab context has it, a drive's name in front or not) is a run record:
+ * `magnus:nb/.catalog/...` as much as `nb/.catalog/...` opened from a server that serves hidden files.
+ */
+export function isRecordDocument(path: string): boolean {
+  return isRecordPath(path.replace(/^[^/:]+:/, ''));
+}
+
+/**
+ * Why `path` is not a plain path to a run record below the server's root, or null when it is one.
+ * The drive refuses these itself rather than leave them to the server: the browser resolves `..`
+ * in a URL before it is sent, so `a/../../api/...` would reach another endpoint, not be refused.
+ */
+export function recordPathProblem(path: string): string | null {
+  if (path.includes('\0')) {
+    return 'it contains a NUL character';
+  }
+  if (path.includes('\\')) {
+    return 'it contains a backslash (server paths are separated by /)';
+  }
+  if (path === '' || path.startsWith('/')) {
+    return "it is not a path below the server's root";
+  }
+  const parts = path.split('/');
+  if (parts.includes('..')) {
+    return "it has a '..' part";
+  }
+  if (parts.some(part => part === '' || part === '.')) {
+    return "it has an empty or '.' part";
+  }
+  if (!isRecordPath(path)) {
+    return 'it is not in a .catalog or .run_log_store folder';
+  }
+  return null;
+}
+
+/** Why a record cannot be read, in words. */
+function recordFailure(path: string, reason: string): string {
+  return `Cannot read the run record ${path}: ${reason}`;
+}
+
+/** The endpoint URL of a record (each path part encoded, the slashes kept); throws for a path that is not one. */
 export function recordUrl(baseUrl: string, path: string, content = true): string {
+  const problem = recordPathProblem(path);
+  if (problem !== null) {
+    throw new Error(recordFailure(path, problem));
+  }
   const base = baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`;
   const parts = path.split('/').map(encodeURIComponent).join('/');
   return `${base}${RECORDS_ROUTE}/${parts}${content ? '' : '?content=0'}`;
@@ -40,8 +85,7 @@ export function readOnlyRefusal(path: string): string {
 /** The words of a refused request: the server extension's message, else the status. */
 export function requestFailure(path: string, status: number, body: unknown): string {
   const message = (body as { message?: unknown } | null)?.message;
-  const reason = typeof message === 'string' && message ? message : `HTTP ${status}`;
-  return `Cannot read the run record ${path}: ${reason}`;
+  return recordFailure(path, typeof message === 'string' && message ? message : `HTTP ${status}`);
 }
 
 /** A signal that never fires: nothing changes a record through this drive. */

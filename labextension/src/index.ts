@@ -6,17 +6,18 @@
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, InputDialog, MainAreaWidget, showErrorMessage } from '@jupyterlab/apputils';
 import { EditorExtensionRegistry, IEditorExtensionRegistry } from '@jupyterlab/codemirror';
-import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
+import { DocumentRegistry } from '@jupyterlab/docregistry';
+import { INotebookModel, INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 import { OutputArea, OutputAreaModel } from '@jupyterlab/outputarea';
 import { ServerConnection } from '@jupyterlab/services';
 import { CommandToolbarButton, downloadIcon, LabIcon, runIcon, treeViewIcon } from '@jupyterlab/ui-components';
 import { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 import { DisposableSet } from '@lumino/disposable';
 
-import { MagnusDrive } from './drive';
+import { isRecordDocument, MagnusDrive } from './drive';
 import { magnusHighlight } from './highlight';
 import { exportYamlCode, isMagnusLoaded } from './kernel';
-import { interceptLinks, OUTPUT_PANEL_PREFIX } from './open';
+import { interceptLinks, landOnLinkedCell, OUTPUT_PANEL_PREFIX, recordKernelPreference } from './open';
 
 const PLUGIN_ID = 'magnus-jupyter-labextension:plugin';
 
@@ -126,8 +127,11 @@ function activate(
   // Run records in hidden folders, read-only through the server extension, for a default server (drive.ts).
   const contents = app.serviceManager.contents;
   contents.addDrive(new MagnusDrive(contents.serverSettings, ServerConnection.makeRequest));
-  // DAG widget links: open a task's output in a Lab tab, at the failing cell (open.ts).
-  interceptLinks(app, tracker, error => void showErrorMessage('Open task output', error as Error));
+  // DAG widget links: open a task's output in a Lab tab, at the failing cell (open.ts);
+  // in Notebook 7 a new browser tab, whose page lands on the cell itself.
+  const reportOpen = (error: unknown): void => void showErrorMessage('Open task output', error as Error);
+  interceptLinks(app, tracker, reportOpen);
+  landOnLinkedCell(app, tracker, reportOpen);
 
   const notifyAll = (): void => COMMANDS.forEach(c => commands.notifyCommandChanged(c.id));
   const state = new LoadedState(notifyAll);
@@ -231,9 +235,15 @@ function activate(
     return path ? exportYamlCode(path) : null;
   });
 
-  // The same commands in each notebook's toolbar, bound to that notebook.
+  // The same commands in each notebook's toolbar, bound to that notebook. A run record gets none,
+  // and no kernel however it opens (a link, a tab Lab restores, a Notebook 7 page, the file browser):
+  // its preference is set here, before the document's session starts.
   app.docRegistry.addWidgetExtension('Notebook', {
-    createNew: (panel: NotebookPanel) => {
+    createNew: (panel: NotebookPanel, context: DocumentRegistry.IContext<INotebookModel>) => {
+      if (isRecordDocument(context.path)) {
+        context.sessionContext.kernelPreference = recordKernelPreference(context.sessionContext.kernelPreference);
+        return;
+      }
       const buttons = new DisposableSet();
       for (const command of COMMANDS) {
         const button = new CommandToolbarButton({ commands, id: command.id, args: { notebook: panel.id } });

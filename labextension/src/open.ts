@@ -10,11 +10,16 @@
  * Run records live in hidden folders (`.catalog/`, `.run_log_store/`), which a default
  * Jupyter server's contents API refuses: those open read-only through the "magnus" drive
  * (drive.ts) unless the server itself serves them (started with allow_hidden), where they
- * open as any file.
+ * open as any file. However a record opens, no kernel starts for it (index.ts).
+ *
+ * Notebook 7 runs these plugins in a shell that shows one document per browser tab: there a
+ * link opens the document's page in a new tab, the failing cell in its URL (`?magnus-cell=N`),
+ * and the plugin on that page lands on the cell once the notebook is open.
  *
  * Only type imports from JupyterLab, so the pure parts run in vitest under node.
  */
 import type { JupyterFrontEnd } from '@jupyterlab/application';
+import type { ISessionContext } from '@jupyterlab/apputils';
 import type { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import type { IDisposable } from '@lumino/disposable';
 import type { Widget } from '@lumino/widgets';
@@ -48,6 +53,51 @@ export const LINK_SELECTOR = 'a[data-magnus-path]';
 
 /** The id prefix of the panel beside a notebook with the commands' outputs (index.ts). */
 export const OUTPUT_PANEL_PREFIX = 'magnus-output-';
+
+/** The query parameter of a Notebook 7 page that carries the cell to land on. */
+export const CELL_PARAM = 'magnus-cell';
+
+/** A run record's kernel preference: no kernel, started or chosen; it is what ran, opened to read. */
+export function recordKernelPreference(
+  preference: ISessionContext.IKernelPreference
+): ISessionContext.IKernelPreference {
+  return { ...preference, shouldStart: false, canStart: false, autoStartDefault: false };
+}
+
+/** Whether the application shows one document per browser tab (Notebook 7), so a link opens a new tab. */
+export function opensInNewTab(appName: string): boolean {
+  return appName === 'Jupyter Notebook';
+}
+
+/** The Notebook 7 page of the document `path` (a notebook's or a file's), landing on `cell`. */
+export function documentPageUrl(baseUrl: string, path: string, kind: IMagnusLink['kind'], cell: number | null): string {
+  const base = baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`;
+  const route = kind === 'notebook' ? 'notebooks' : 'edit';
+  const query = kind === 'notebook' && cell !== null ? `?${CELL_PARAM}=${cell}` : '';
+  return `${base}${route}/${path.split('/').map(encodeURIComponent).join('/')}${query}`;
+}
+
+/**
+ * The notebook a Notebook 7 page was opened for by a magnus link, and its cell to land on:
+ * read from the page's address (`pathname`, `search`) below the server's `basePath`; else null.
+ */
+export function landingRequest(
+  pathname: string,
+  search: string,
+  basePath: string
+): { path: string; cell: number } | null {
+  const raw = new URLSearchParams(search).get(CELL_PARAM);
+  const prefix = `${basePath.endsWith('/') ? basePath : `${basePath}/`}notebooks/`;
+  if (raw === null || !/^\d+$/.test(raw) || !pathname.startsWith(prefix)) {
+    return null;
+  }
+  try {
+    const path = pathname.slice(prefix.length).split('/').map(decodeURIComponent).join('/');
+    return path ? { path, cell: Number(raw) } : null;
+  } catch {
+    return null; // not a well-formed address: nothing to land on
+  }
+}
 
 /** The link's request, or null when its attributes are not a usable magnus link. */
 export function parseLink(element: IAttributes): IMagnusLink | null {
@@ -177,13 +227,62 @@ async function serverServes(app: JupyterFrontEnd, path: string): Promise<boolean
   }
 }
 
-/** Open the file in a Lab tab; a notebook at the failing cell, active and scrolled into view. */
+/** How long a cell landed on is kept in view while its page settles, unless the reader moves first. */
+const SETTLE_MS = 10_000;
+
+/**
+ * Keep `cell` centred while the notebook's content (`content`) changes size: scrollToItem reckons
+ * with estimated heights, and outputs and fonts still render after it on a page that has just
+ * opened (Notebook 7's), pushing the cell out of view. Ends at the reader's first wheel, key,
+ * pointer or touch, or after SETTLE_MS.
+ */
+function keepInView(content: HTMLElement, cell: HTMLElement): void {
+  const events = ['wheel', 'keydown', 'pointerdown', 'touchstart'];
+  const observer = new ResizeObserver(() => cell.scrollIntoView({ block: 'center' })); // and once on observe
+  const stop = (): void => {
+    observer.disconnect();
+    clearTimeout(timer);
+    events.forEach(name => window.removeEventListener(name, stop, true));
+  };
+  const timer = setTimeout(stop, SETTLE_MS);
+  events.forEach(name => window.addEventListener(name, stop, true));
+  observer.observe(content);
+}
+
+/** Make `widget` the current document and its cell `cell` active, in command mode, scrolled into view. */
+async function showCell(app: JupyterFrontEnd, widget: NotebookPanel, cell: number | null): Promise<void> {
+  await widget.context.ready;
+  await widget.revealed;
+  app.shell.activateById(widget.id);
+  const notebook = widget.content;
+  if (cell === null || cell >= notebook.widgets.length) {
+    return;
+  }
+  // not scrollToCell: it focuses the cell's editor, which puts the notebook in edit mode
+  notebook.activeCellIndex = cell;
+  notebook.deselectAll();
+  await notebook.scrollToItem(cell, 'center');
+  if (notebook.activeCell) {
+    keepInView(notebook.viewportNode, notebook.activeCell.node);
+  }
+  notebook.mode = 'command';
+  notebook.node.focus(); // a keyboard user lands on the failing cell, arrows move from there
+}
+
+/** Open the file in a Lab tab (a Notebook 7 page); a notebook at the failing cell, active and in view. */
 export async function openLink(app: JupyterFrontEnd, link: IMagnusLink, serverPath: string): Promise<void> {
   const path = openPath(serverPath, await serverServes(app, serverPath));
+  if (opensInNewTab(app.name)) {
+    const url = documentPageUrl(app.serviceManager.serverSettings.baseUrl, path, link.kind, link.cell);
+    if (window.open(url, '_blank') === null) {
+      throw new Error(openFailure(serverPath, 'the browser did not open a new tab (a pop-up blocker?)'));
+    }
+    return; // the page lands on the cell itself (landOnLinkedCell)
+  }
   const wasOpen = isOpen(app, path);
   let widget: unknown;
   try {
-    // a record of what ran, opened to read: no kernel (it would also mark the file changed)
+    // opened to read: no kernel (it would also mark the file changed)
     widget = await app.commands.execute('docmanager:open', { path, kernelPreference: { shouldStart: false } });
   } catch (error) {
     throw new Error(openFailure(serverPath, error));
@@ -195,18 +294,28 @@ export async function openLink(app: JupyterFrontEnd, link: IMagnusLink, serverPa
   if (wasOpen && !widget.context.model.dirty) {
     await widget.context.revert(); // a re-run rewrote the file: show this run's cells
   }
-  await widget.revealed;
-  app.shell.activateById(widget.id);
-  const notebook = widget.content;
-  if (link.cell === null || link.cell >= notebook.widgets.length) {
+  await showCell(app, widget, link.cell);
+}
+
+/**
+ * On a Notebook 7 page opened by a magnus link (landingRequest), land on the linked cell
+ * once that notebook has opened; elsewhere nothing.
+ */
+export function landOnLinkedCell(app: JupyterFrontEnd, tracker: INotebookTracker, report: (error: unknown) => void): void {
+  const basePath = new URL(app.serviceManager.serverSettings.baseUrl, window.location.href).pathname;
+  const request = landingRequest(window.location.pathname, window.location.search, basePath);
+  if (request === null) {
     return;
   }
-  // not scrollToCell: it focuses the cell's editor, which puts the notebook in edit mode
-  notebook.activeCellIndex = link.cell;
-  notebook.deselectAll();
-  await notebook.scrollToItem(link.cell, 'center');
-  notebook.mode = 'command';
-  notebook.node.focus(); // a keyboard user lands on the failing cell, arrows move from there
+  let landed = false;
+  const land = (panel: NotebookPanel): void => {
+    if (!landed && panel.context.path === request.path) {
+      landed = true;
+      showCell(app, panel, request.cell).catch(report);
+    }
+  };
+  tracker.widgetAdded.connect((_, panel) => land(panel));
+  tracker.forEach(land);
 }
 
 /**

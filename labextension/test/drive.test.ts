@@ -2,7 +2,15 @@ import { describe, expect, it } from 'vitest';
 
 import type { ServerConnection } from '@jupyterlab/services';
 
-import { isRecordPath, MagnusDrive, readOnlyRefusal, recordUrl, requestFailure } from '../src/drive';
+import {
+  isRecordDocument,
+  isRecordPath,
+  MagnusDrive,
+  readOnlyRefusal,
+  recordPathProblem,
+  recordUrl,
+  requestFailure
+} from '../src/drive';
 
 describe('which paths are run records', () => {
   it('takes paths whose hidden folders are all magnus record folders', () => {
@@ -16,6 +24,21 @@ describe('which paths are run records', () => {
     expect(isRecordPath('nb/.ssh/id_rsa')).toBe(false);
     expect(isRecordPath('.catalog/run-1/.secret')).toBe(false);
     expect(isRecordPath('.git/.catalog/x')).toBe(false);
+  });
+});
+
+describe('which documents are run records', () => {
+  it('takes a record through the magnus drive or as a plain path, at any depth', () => {
+    expect(isRecordDocument('magnus:nb/.catalog/run-1/a_out.ipynb')).toBe(true);
+    expect(isRecordDocument('magnus:.catalog/run-1/a_out.ipynb')).toBe(true);
+    expect(isRecordDocument('nb/.catalog/run-1/a_out.ipynb')).toBe(true);
+    expect(isRecordDocument('.run_log_store/run-1.json')).toBe(true);
+  });
+
+  it('takes nothing else', () => {
+    expect(isRecordDocument('nb/driver.ipynb')).toBe(false);
+    expect(isRecordDocument('magnus:nb/driver.ipynb')).toBe(false);
+    expect(isRecordDocument('RTC:.ssh/x.ipynb')).toBe(false);
   });
 });
 
@@ -55,5 +78,49 @@ describe('the drive is read-only', () => {
 
   it('is named magnus, so magnus:<path> opens through it', () => {
     expect(drive.name).toBe('magnus');
+  });
+});
+
+describe('the drive refuses escapes itself, before any request', () => {
+  const settings = { baseUrl: 'http://127.0.0.1:1/base/' } as ServerConnection.ISettings;
+  const hostile: [string, RegExp][] = [
+    ['nb/.catalog/../../etc/passwd', /'\.\.' part/],
+    ['.catalog/run-1/../../../api/contents/secret.txt', /'\.\.' part/],
+    ['../.catalog/x.ipynb', /'\.\.' part/],
+    ['.catalog/..', /'\.\.' part/],
+    ['/etc/passwd', /not a path below/],
+    ['/nb/.catalog/x.log', /not a path below/],
+    ['', /not a path below/],
+    ['nb\\.catalog\\..\\..\\x', /backslash/],
+    ['.catalog/run-1/a\0.ipynb', /NUL/],
+    ['.catalog//x.log', /empty or '\.' part/],
+    ['.catalog/./x.log', /empty or '\.' part/],
+    ['nb/secret.txt', /not in a \.catalog or \.run_log_store folder/]
+  ];
+
+  it.each(hostile)('refuses %j with the reason, and asks the server nothing', async (path, reason) => {
+    const asked: string[] = [];
+    const record = async (url: string): Promise<Response> => {
+      asked.push(url);
+      return new Response('{}', { status: 200 });
+    };
+    const drive = new MagnusDrive(settings, record);
+    expect(recordPathProblem(path)).toMatch(reason);
+    await expect(drive.get(path)).rejects.toThrow(reason);
+    await expect(drive.get(path, { content: false })).rejects.toThrow(`Cannot read the run record ${path}: `);
+    await expect(drive.getDownloadUrl(path)).rejects.toThrow(reason);
+    expect(asked).toEqual([]);
+  });
+
+  it('asks the server for a plain record path, once', async () => {
+    const asked: string[] = [];
+    const record = async (url: string): Promise<Response> => {
+      asked.push(url);
+      return new Response(JSON.stringify({ path: 'nb/.catalog/run-1/a.log' }), { status: 200 });
+    };
+    const drive = new MagnusDrive(settings, record);
+    expect(recordPathProblem('nb/.catalog/run-1/a.log')).toBeNull();
+    await drive.get('nb/.catalog/run-1/a.log');
+    expect(asked).toEqual(['http://127.0.0.1:1/base/magnus-jupyter/api/contents/nb/.catalog/run-1/a.log']);
   });
 });

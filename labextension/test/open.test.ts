@@ -1,6 +1,18 @@
 import { describe, expect, it } from 'vitest';
 
-import { isActivationKey, isPlainClick, openFailure, openPath, parseLink, resolvePath } from '../src/open';
+import {
+  CELL_PARAM,
+  documentPageUrl,
+  isActivationKey,
+  isPlainClick,
+  landingRequest,
+  openFailure,
+  openPath,
+  opensInNewTab,
+  parseLink,
+  recordKernelPreference,
+  resolvePath
+} from '../src/open';
 
 /** Attributes as the DOM hands them over (HTML entities already decoded). */
 const attrs = (values: Record<string, string>) => ({
@@ -111,5 +123,54 @@ describe('where a link opens', () => {
     expect(openPath('nb/.catalog/run-1/a_out.ipynb', true)).toBe('nb/.catalog/run-1/a_out.ipynb');
     expect(openPath('nb/out/a_out.ipynb', false)).toBe('nb/out/a_out.ipynb');
     expect(openPath('nb/.secret/a.ipynb', false)).toBe('nb/.secret/a.ipynb');
+  });
+});
+
+describe('a run record never has a kernel', () => {
+  it('neither starts nor may start one, whatever it preferred, and keeps the rest', () => {
+    const preference = { name: 'python3', language: 'python', shouldStart: true, canStart: true, autoStartDefault: true };
+    expect(recordKernelPreference(preference)).toEqual({
+      name: 'python3',
+      language: 'python',
+      shouldStart: false,
+      canStart: false,
+      autoStartDefault: false
+    });
+    expect(recordKernelPreference({})).toMatchObject({ shouldStart: false, canStart: false });
+  });
+});
+
+describe('Notebook 7: a link opens a page of its own that lands on the cell', () => {
+  it('knows Notebook 7 by its name; JupyterLab opens tabs in place', () => {
+    expect(opensInNewTab('Jupyter Notebook')).toBe(true);
+    expect(opensInNewTab('JupyterLab')).toBe(false);
+  });
+
+  it("builds the notebook's page with the cell, a log's edit page without", () => {
+    expect(documentPageUrl('http://h/base/', 'magnus:nb/.catalog/run 1/a#b_out.ipynb', 'notebook', 4)).toBe(
+      `http://h/base/notebooks/magnus%3Anb/.catalog/run%201/a%23b_out.ipynb?${CELL_PARAM}=4`
+    );
+    expect(documentPageUrl('http://h', 'nb/out.ipynb', 'notebook', null)).toBe('http://h/notebooks/nb/out.ipynb');
+    expect(documentPageUrl('http://h/', 'magnus:.catalog/r/a.execution.log', 'log', null)).toBe(
+      'http://h/edit/magnus%3A.catalog/r/a.execution.log'
+    );
+  });
+
+  it('reads back the path and the cell the page was opened for', () => {
+    const url = new URL(documentPageUrl('http://h/base/', 'magnus:nb/.catalog/run 1/ü_out.ipynb', 'notebook', 3));
+    expect(landingRequest(url.pathname, url.search, '/base/')).toEqual({
+      path: 'magnus:nb/.catalog/run 1/ü_out.ipynb',
+      cell: 3
+    });
+    expect(landingRequest('/notebooks/a.ipynb', `?token=x&${CELL_PARAM}=0`, '/')).toEqual({ path: 'a.ipynb', cell: 0 });
+  });
+
+  it('has nothing to land on for a page a link did not open', () => {
+    expect(landingRequest('/notebooks/a.ipynb', '', '/')).toBeNull();
+    expect(landingRequest('/notebooks/a.ipynb', `?${CELL_PARAM}=-1`, '/')).toBeNull();
+    expect(landingRequest('/notebooks/a.ipynb', `?${CELL_PARAM}=two`, '/')).toBeNull();
+    expect(landingRequest('/tree/a.ipynb', `?${CELL_PARAM}=1`, '/')).toBeNull();
+    expect(landingRequest('/other/notebooks/a.ipynb', `?${CELL_PARAM}=1`, '/base/')).toBeNull();
+    expect(landingRequest('/notebooks/%E0%A4%A.ipynb', `?${CELL_PARAM}=1`, '/')).toBeNull();
   });
 });

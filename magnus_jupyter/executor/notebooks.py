@@ -17,6 +17,7 @@ import ast
 import json
 import keyword
 import os
+import re
 import time
 from queue import Empty
 from typing import Any
@@ -35,6 +36,7 @@ from .runners import Progress, TaskError, _jsonable, task_variables
 from .task import TaskSpec
 
 ENGINE_NAME = "magnus_jupyter"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # IPython's traceback colours
 
 # Defined in the kernel after the notebook ran; the variables named in `returns` go through it.
 _COLLECT_HELPER = """
@@ -237,9 +239,8 @@ def run_notebook(spec: TaskSpec, progress: Progress | None = None,
                     km=km, setup_code=setup, returns=spec.returns, progress=progress, collected=collected,
                 )
             except PapermillExecutionError as exc:
-                raise NotebookTaskError(
-                    f"cell {exc.cell_index} (execution count {exc.exec_count}) raised {exc.ename}: "
-                    f"{exc.evalue}; the executed notebook is at {output}", output) from None
+                raise NotebookTaskError(f"{_raised_where(nb, exc)} raised {exc.ename}: {exc.evalue}; "
+                                        f"the executed notebook is at {output}", output) from None
             except TaskError as exc:
                 raise NotebookTaskError(str(exc), output) from None
             except Exception as exc:
@@ -251,6 +252,27 @@ def run_notebook(spec: TaskSpec, progress: Progress | None = None,
     updates = _output_cells(executed, spec.output_cell_tag, output)
     updates.update(_returned(collected.get("returns", {}), spec.returns, output))
     return _jsonable(updates, "values out of a notebook"), output
+
+
+def _raised_where(nb: Any, exc: PapermillExecutionError) -> str:
+    """Where a notebook raised, as its author sees it.
+
+    A notebook generated from a ``%%magnus_step`` cell (declare.py: metadata
+    ``magnus.step`` and ``magnus.line``, the cell line its body starts on) was
+    one cell the person wrote: the line of that cell, from IPython's ``Cell
+    In[N], line L`` in the traceback (the innermost, where it raised). Any other
+    notebook: its cell, by index and execution count.
+    """
+    origin = nb.metadata.get("magnus") or {}
+    first, step = origin.get("line"), origin.get("step")
+    body = next((cell for cell in nb.cells if cell.get("id") == "body"), None)
+    if not isinstance(first, int) or not step or body is None or body.source != exc.source:
+        return f"cell {exc.cell_index} (execution count {exc.exec_count})"
+    count = re.escape(str(exc.exec_count)) if exc.exec_count is not None else r"\d+"
+    text = _ANSI.sub("", "\n".join(exc.traceback or []))
+    lines = re.findall(rf"Cell In\[{count}\], line (\d+)", text)
+    where = f"line {first + int(lines[-1]) - 1} of " if lines else ""
+    return f"{where}the %%magnus_step {step!r} cell"
 
 
 def _output_cells(nb: Any, tag: str, output: str) -> dict[str, Any]:

@@ -17,7 +17,6 @@ whole JSON.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -25,24 +24,15 @@ from typing import Any
 from ..errors import ExecutionError
 from ..model import Pipeline
 from .engine import RunResult, run_pipeline
-from .runlog import RUN_LOG_FOLDER, check_run_id, run_log_path, still_running
+from .runlog import still_running
 
 
 def load_run_log(run_id: str, cwd: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """The run log of ``run_id`` in ``cwd``; a missing or unreadable one is a clear ``ExecutionError``."""
-    folder = Path(cwd if cwd is not None else os.getcwd())
-    path = run_log_path(folder, check_run_id(run_id))
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        known = sorted(p.stem for p in (folder / RUN_LOG_FOLDER).glob("*.json"))[-3:]
-        hint = f"; recent runs: {', '.join(known)}" if known else ""
-        raise ExecutionError(f"run {run_id!r}: no run log at {path}{hint}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ExecutionError(f"run {run_id!r}: cannot read its run log {path}: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("steps"), dict):
-        raise ExecutionError(f"run {run_id!r}: {path} is not a magnus run log")
-    return data
+    """The run log of ``run_id`` in ``cwd``, checked; a missing or unreadable one is an ``ExecutionError``
+    naming the file. The run history's reader: magnus' file-system and chunked-fs logs alike."""
+    from ..history.store import load_run
+
+    return load_run(run_id, Path(cwd) if cwd is not None else None)
 
 
 def recorded_pipeline(run_log: dict[str, Any]) -> tuple[Pipeline, str | None]:

@@ -81,15 +81,22 @@ def orchestrator() -> dict[str, Any]:
     return {"pid": os.getpid(), "host": socket.gethostname(), "started": _start_ticks(os.getpid())}
 
 
+def orchestrator_alive(who: Any) -> bool | None:
+    """Whether the orchestrator recorded as ``who`` (``orchestrator()``) is still that live process;
+    None when this machine cannot tell (another host, or nothing recorded)."""
+    if not isinstance(who, dict) or not isinstance(who.get("pid"), int) or who.get("started") is None:
+        return None
+    if who.get("host") != socket.gethostname():
+        return None
+    return _start_ticks(who["pid"]) == who["started"]
+
+
 def still_running(run_log: dict[str, Any]) -> int | None:
     """The pid of the run's orchestrator if the run is PROCESSING and that very process is alive."""
     who = (run_log.get("run_config") or {}).get("orchestrator") or {}
-    pid = who.get("pid")
-    if run_log.get("status") != "PROCESSING" or not isinstance(pid, int) or pid == os.getpid():
+    if run_log.get("status") != "PROCESSING" or who.get("pid") == os.getpid():
         return None
-    if who.get("host") != socket.gethostname() or who.get("started") is None:
-        return None
-    return pid if _start_ticks(pid) == who["started"] else None
+    return who["pid"] if orchestrator_alive(who) else None
 
 
 def step_log(name: str, internal_name: str, step_type: str) -> dict[str, Any]:

@@ -3,14 +3,18 @@
 An ``HTML`` widget holds the Graphviz SVG (or the tree without Graphviz), a
 box of progress bars holds one row per branch, and a line shows elapsed time
 and what each running task last printed. Only stock widgets, so JupyterLab 4,
-Notebook 7 and VS Code show it without a front-end build. Displayed, it also
-carries ``image/svg+xml`` of its last state, so a saved notebook shows the
-final DAG where widgets do not render.
+Notebook 7 and VS Code show it without a front-end build.
+
+A widget lives only as long as its kernel: a saved notebook reopened has no
+model for it (Lab and Notebook 7 say "model not found" and show nothing else).
+So when the run ends, ``publish()`` replaces the displayed widget with a static
+final picture (``Picture.static_bundle``): the coloured DAG and the bars as
+HTML, the DAG as ``image/svg+xml``, a text summary. That is what the notebook
+file keeps.
 """
 
 from __future__ import annotations
 
-import html
 import os
 import time
 from collections.abc import Callable
@@ -20,37 +24,47 @@ import ipywidgets as widgets
 
 from ..executor import events as ev
 from ..model import Pipeline
-from .picture import Picture
-from .status import FAILED, RUNNING, SUCCESS, Lane, RunStatus, Snapshot
+from .picture import Picture, by_lane, lane_name, shown_lanes
+from .status import CANCELLED, FAILED, REUSED, RUNNING, SUCCESS, Running, RunStatus, Snapshot
 from .throttle import Throttle
 
-MAX_BARS = 40  # more branches than this (a big map) are summed up in one line
-_BAR_STYLE = {RUNNING: "info", SUCCESS: "success", FAILED: "danger"}
+_BAR_STYLE = {RUNNING: "info", SUCCESS: "success", REUSED: "success", FAILED: "danger", CANCELLED: "warning"}
 
 
 class DagWidget:
-    """The live view of one pipeline; subscribe ``widget.status`` to a run (``subscribers=[...]``)."""
+    """The live view of one pipeline; subscribe ``widget.status`` to a run (``subscribers=[...]``).
+
+    ``on_stop``: a Stop button that calls it, for a run whose cell is not busy (a
+    ``--background`` run: the kernel handles the click). A foreground run's kernel
+    is busy with the cell and would handle the click only after the run: it shows
+    ``hint`` (how to stop it) instead.
+    """
 
     def __init__(self, pipeline: Pipeline, status: RunStatus | None = None, *,
                  link_base: str | os.PathLike[str] | None = None, interval: float = 0.1,
                  clock: Callable[[], float] = time.monotonic,
-                 on_stop: Callable[[], None] | None = None) -> None:
+                 on_stop: Callable[[], None] | None = None, hint: str = "") -> None:
         self.status = status if status is not None else RunStatus(pipeline)
         self.picture = Picture(pipeline, link_base=link_base)
+        self.hint = hint
         self.html = widgets.HTML(layout=widgets.Layout(overflow="auto"))
         self.bars = widgets.VBox()
         self.more = widgets.HTML()
         self.line = widgets.HTML()
-        # a background run has no busy cell to interrupt: this button is its stop
-        self.stop = widgets.Button(description="Stop run", icon="stop", button_style="danger",
-                                   tooltip="cancel the run: its tasks and kernels are stopped",
-                                   layout=widgets.Layout(display="none", width="auto"))
         self._on_stop = on_stop
-        self.stop.on_click(self._stop_clicked)
-        self.box = widgets.VBox([self.html, self.bars, self.more, self.line, self.stop])
+        self.stop: widgets.Button | None = None
+        parts: list[widgets.Widget] = [self.html, self.bars, self.more, self.line]
+        if on_stop is not None:
+            self.stop = widgets.Button(description="Stop run", icon="stop", button_style="danger",
+                                       tooltip="cancel the run: its tasks and kernels are stopped",
+                                       layout=widgets.Layout(display="none", width="auto"))
+            self.stop.on_click(self._stop_clicked)
+            parts.append(self.stop)
+        self.box = widgets.VBox(parts)
         self.renders = 0
         self.last_svg = ""
-        self._rows: dict[str, tuple[widgets.HTML, widgets.FloatProgress, widgets.HTML]] = {}
+        self._rows: dict[str, tuple[widgets.HTML, widgets.FloatProgress, widgets.FloatProgress,
+                                    widgets.HTML]] = {}
         self._boxes: dict[str, widgets.HBox] = {}
         self._display: Any = None
         self.throttle = Throttle(self.render, interval, clock=clock, tick=1.0, ticking=self._ticking)
@@ -83,83 +97,65 @@ class DagWidget:
         if self.html.value != markup:
             self.html.value = markup
         self._render_bars(snap)
-        self.line.value = self.picture.status_html(snap)
-        live = self._on_stop is not None and snap.started is not None and snap.finished is None
-        self.stop.layout.display = None if live else "none"
+        self.line.value = self.picture.status_html(snap, hint=self.hint)
+        if self.stop is not None:
+            live = snap.started is not None and snap.finished is None
+            self.stop.layout.display = None if live else "none"
 
     def _stop_clicked(self, _button: object = None) -> None:
-        if self._on_stop is not None:
+        if self._on_stop is not None and self.stop is not None:
             self.stop.disabled = True
             self.stop.description = "Stopping…"
             self._on_stop()
 
     def _render_bars(self, snap: Snapshot) -> None:
-        lanes = [lane for lane in snap.lanes if lane.total or lane.prefix == ""]
-        shown, hidden = lanes[:MAX_BARS], lanes[MAX_BARS:]
-        running, finished = self._by_lane(snap)
+        shown, hidden = shown_lanes(snap)
+        running, finished = by_lane(snap)
         children = []
         for lane in shown:
-            label, bar, text = self._row(lane.prefix)
-            value, detail = self._progress(lane, snap, running.get(lane.prefix, []),
-                                           finished.get(lane.prefix, []))
+            label, bar, cells, text = self._row(lane.prefix)
+            mine = running.get(lane.prefix, [])
             bar.max = max(lane.total, 1)
-            bar.value = min(value, bar.max)
+            bar.value = min(lane.succeeded, bar.max)  # only what succeeded fills a bar
             bar.bar_style = _BAR_STYLE.get(lane.state, "")
-            # the bar's title is what a screen reader (and a hover) says about it
-            bar.tooltip = (f"{lane.label if lane.prefix else 'pipeline'}: {lane.done} of {lane.total} "
-                           f"steps done, {lane.state}")
-            name = html.escape(lane.label if lane.prefix else "pipeline")
+            bar.tooltip = self.picture.lane_title(lane)
+            self._cells(cells, mine)
+            name = lane_name(lane)
             label.value = f'<span title="{name}" style="font-size:12px">{name}</span>'
-            text.value = f'<span style="font-size:12px">{lane.done}/{lane.total} steps{detail}</span>'
+            text.value = ('<span style="font-size:12px">'
+                          f"{self.picture.lane_text(lane, snap, mine, finished.get(lane.prefix, []))}</span>")
             children.append(self._boxes[lane.prefix])
         if tuple(self.bars.children) != tuple(children):
             self.bars.children = children
-        if hidden:
-            done = sum(1 for lane in hidden if lane.state == SUCCESS)
-            failed = sum(1 for lane in hidden if lane.state == FAILED)
-            self.more.value = (f'<span style="font-size:12px">… and {len(hidden)} more branches: '
-                               f"{done} done, {failed} failed</span>")
-        elif self.more.value:
-            self.more.value = ""
+        more = self.picture.more_text(hidden) if hidden else ""
+        if self.more.value != more:
+            self.more.value = more
 
     @staticmethod
-    def _by_lane(snap: Snapshot) -> tuple[dict[str, list[Any]], dict[str, list[str]]]:
-        """Running tasks and finished tasks' outputs by lane (the internal name up to the step's own
-        name, which holds no '.'), so each bar looks at its own, not at every task of the run."""
-        running: dict[str, list[Any]] = {}
-        for task in snap.running:
-            running.setdefault(task.internal.rpartition(".")[0], []).append(task)
-        busy = {task.internal for task in snap.running}
-        finished: dict[str, list[str]] = {}
-        for internal in snap.outputs:
-            if internal not in busy:
-                finished.setdefault(internal.rpartition(".")[0], []).append(internal)
-        return running, finished
+    def _cells(bar: widgets.FloatProgress, running: list[Running]) -> None:
+        """The running notebook's cells in a bar of their own: a fill means the same in every branch."""
+        task = next((t for t in running if t.cells and t.cells[1]), None)
+        if task is None or task.cells is None:
+            bar.layout.visibility = "hidden"
+            return
+        done, total = task.cells
+        bar.max, bar.value = total, min(done, total)
+        bar.tooltip = f"{task.name}: cell {done} of {total}"
+        bar.layout.visibility = "visible"
 
-    def _progress(self, lane: Lane, snap: Snapshot, running: list[Any], finished: list[str]
-                  ) -> tuple[float, str]:
-        """Steps done, plus the running notebook's share of cells; links once its tasks finished."""
-        value: float = lane.done
-        detail = ""
-        for task in running:
-            if task.cells and task.cells[1]:
-                value += task.cells[0] / task.cells[1]
-                detail += f" · {html.escape(task.name)}: cell {task.cells[0]}/{task.cells[1]}"
-            else:
-                detail += f" · {html.escape(task.name)}"
-        for internal in finished:
-            links = self.picture.links(snap, internal)
-            if links:
-                detail += f" · {html.escape(internal.rpartition('.')[2])}: {links}"
-        return value, detail
-
-    def _row(self, prefix: str) -> tuple[widgets.HTML, widgets.FloatProgress, widgets.HTML]:
+    def _row(self, prefix: str) -> tuple[widgets.HTML, widgets.FloatProgress, widgets.FloatProgress,
+                                         widgets.HTML]:
         if prefix not in self._rows:
             label = widgets.HTML(layout=widgets.Layout(width="16em", flex="0 0 16em", overflow="hidden"))
             bar = widgets.FloatProgress(min=0, max=1, layout=widgets.Layout(width="14em", flex="0 0 14em"))
+            cells = widgets.FloatProgress(min=0, max=1, bar_style="info",
+                                          layout=widgets.Layout(width="5em", flex="0 0 5em",
+                                                                visibility="hidden"))
+            bar.add_class("magnus-steps")  # what a page (and the browser tests) reads as the branch's bar
+            cells.add_class("magnus-cells")
             text = widgets.HTML()
-            self._rows[prefix] = (label, bar, text)
-            self._boxes[prefix] = widgets.HBox([label, bar, text])
+            self._rows[prefix] = (label, bar, cells, text)
+            self._boxes[prefix] = widgets.HBox([label, bar, cells, text])
         return self._rows[prefix]
 
     # ---- display -----------------------------------------------------------------------------
@@ -171,13 +167,21 @@ class DagWidget:
         bundle["text/plain"] = "magnus pipeline DAG"
         return bundle
 
-    def show(self) -> None:
-        """Display the widget; later ``publish()`` replaces the output's static SVG with the latest."""
+    def static_bundle(self) -> dict[str, str]:
+        """The final picture without the widget (see ``Picture.static_bundle``)."""
+        return self.picture.static_bundle(self.status.snapshot())
+
+    def show(self, static: bool = False) -> None:
+        """Display the widget (``static``: the picture only, for a DAG that will not change)."""
         from IPython.display import display
 
-        self._display = display(self, display_id=True)
+        if static:
+            self._display = display(self.static_bundle(), raw=True, display_id=True)
+        else:
+            self._display = display(self, display_id=True)
 
     def publish(self) -> None:
-        """Refresh the displayed bundle, so the notebook file keeps the final DAG as SVG."""
+        """Replace the displayed widget with the static final picture: what the notebook file keeps."""
         if self._display is not None:
-            self._display.update(self)
+            self._display.update(self.static_bundle(), raw=True)
+

@@ -148,8 +148,10 @@ def _cmd(proc: psutil.Process) -> str:
 
 
 @contextmanager
-def _running_lab(tmp_path_factory: pytest.TempPathFactory, name: str, allow_hidden: bool) -> Iterator[Lab]:
-    """A real JupyterLab on 127.0.0.1 over a temp copy of notebooks/, stopped with all its kernels."""
+def _running_lab(tmp_path_factory: pytest.TempPathFactory, name: str, allow_hidden: bool,
+                 app: str = "lab") -> Iterator[Lab]:
+    """A real JupyterLab (or Notebook 7: app "notebook") on 127.0.0.1 over a temp copy of notebooks/,
+    stopped with all its kernels."""
     work = tmp_path_factory.mktemp(name)
     shutil.copytree(NOTEBOOKS, work / "notebooks", ignore=shutil.ignore_patterns(
         ".ipynb_checkpoints", ".run_log_store", ".catalog", "__pycache__"))
@@ -165,10 +167,10 @@ def _running_lab(tmp_path_factory: pytest.TempPathFactory, name: str, allow_hidd
     env = dict(os.environ)  # carries JUPYTER_*_DIR and IPYTHONDIR from tests/conftest.py
     env["PYTHONUNBUFFERED"] = "1"
     command = [
-        sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        sys.executable, "-m", "jupyter", app, "--no-browser", "--ip=127.0.0.1", f"--port={port}",
         "--port-retries=0", f"--IdentityProvider.token={token}", "--allow-root",
         # window.jupyterapp: the browser tests ask Lab itself which plugins and commands it has.
-        "--LabApp.expose_app_in_browser=True",
+        f"--{'LabApp' if app == 'lab' else 'JupyterNotebookApp'}.expose_app_in_browser=True",
         f"--ServerApp.root_dir={work}", "--LabApp.news_url=", "--ServerApp.open_browser=False",
         # runs keep executed notebooks in .catalog/: with this the server's own contents API opens
         # them; without it (a default server) the magnus_jupyter server extension does
@@ -202,6 +204,13 @@ def default_lab(tmp_path_factory: pytest.TempPathFactory, _jupyter_dirs: None) -
         yield server
 
 
+@pytest.fixture(scope="module")
+def notebook7(tmp_path_factory: pytest.TempPathFactory, _jupyter_dirs: None) -> Iterator[Lab]:
+    """Notebook 7 (`jupyter notebook`) as a user starts it: no allow_hidden, one document per browser tab."""
+    with _running_lab(tmp_path_factory, "notebook7-root", allow_hidden=False, app="notebook") as server:
+        yield server
+
+
 def _chromium_or_skip() -> str:
     """Debian's Chromium; skipped only where it is absent and apt-get cannot install it."""
     if CHROMIUM.exists():
@@ -211,9 +220,14 @@ def _chromium_or_skip() -> str:
     pytest.fail(f"no Chromium at {CHROMIUM}: run `make setup` (it installs Debian's chromium with apt-get)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Debian's Chromium driven by Playwright (sync API); never a downloaded browser."""
+    """Debian's Chromium driven by Playwright (sync API); never a downloaded browser.
+
+    Per module, not per session: Playwright's sync API keeps an event loop running in the main
+    thread, and Chromium starts helper processes when it likes; neither may outlive the browser
+    tests into the rest of the suite (the engine takes a running loop for a Jupyter cell's, and
+    the fault tests count every process that appears)."""
     executable = _chromium_or_skip()
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True,

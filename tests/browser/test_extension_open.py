@@ -83,6 +83,24 @@ def _assert_at_failing_cell(state: dict[str, Any] | None, name: str, cell: int) 
     assert state["inView"] and state["scrollTop"] > 0, f"the failing cell was not scrolled into view: {state}"
 
 
+def assert_no_record_kernels(server: Lab, before: set[str]) -> None:
+    """No session for any run record and no kernel beyond ``before``: opening a record starts none."""
+    sessions: list[dict[str, Any]] = server.api("/api/sessions")  # type: ignore[assignment]
+    kernels: list[dict[str, Any]] = server.api("/api/kernels")  # type: ignore[assignment]
+    records = [session["path"] for session in sessions if ".catalog/" in session["path"]]
+    assert not records, f"opening run records started sessions for them: {records}"
+    started = {kernel["id"] for kernel in kernels} - before
+    assert not started, f"opening run records started kernels: {started}"
+
+
+def wait_session_settled(page: Page) -> None:
+    """Wait until every open document's session context is ready: a kernel one starts has started."""
+    ready = """() => Promise.all(Array.from(window.jupyterapp.shell.widgets('main'))
+        .filter(widget => widget.sessionContext).map(widget => widget.sessionContext.ready))
+        .then(() => true)"""
+    page.wait_for_function(ready, timeout=OPENED)
+
+
 def _failed_link(output: Locator) -> Locator:
     return output.locator('svg[id^="magnus-dag-"] a[data-magnus-cell]')
 
@@ -133,12 +151,15 @@ def test_a_failed_node_opens_its_notebook_at_the_failing_cell(lab: Lab, page: Pa
     assert link.get_attribute("tabindex") == "0"
     name = Path(path).name
     output.screenshot(path=str(artifacts / "lab-open-failed-dag.png"))
+    kernels = {kernel["id"] for kernel in lab.api("/api/kernels")}  # type: ignore[attr-defined]
 
     # a plain click: the executed notebook opens in a Lab tab at the failing cell
     link.click()
     state = _wait_opened(page, name, cell)
     page.screenshot(path=str(artifacts / "lab-open-failing-cell.png"))
     _assert_at_failing_cell(state, name, cell)
+    wait_session_settled(page)
+    assert_no_record_kernels(lab, kernels)  # opened as a plain file here, still a record: no kernel
     assert state["commandMode"], "the notebook opened in edit mode: arrows would move the cursor, not cells"
     assert page.get_by_role("dialog").count() == 0
     # this server serves hidden files itself (allow_hidden): the record opens as a plain, writable file
@@ -184,7 +205,8 @@ def test_a_branch_bar_link_in_the_side_panel_opens_the_failing_cell(lab: Lab, pa
     expect(run_button).to_have_attribute("aria-disabled", "false", timeout=KERNEL_START)
     run_button.click()
     panel = page.locator(".jp-magnus-output")
-    link = panel.locator("a[href][data-magnus-cell]")  # the bar's link (the SVG's have xlink:href)
+    # the bar's link (the SVG's have xlink:href; the failure line links the file by its name)
+    link = panel.locator("a[href][data-magnus-cell]").filter(has_text=re.compile(r"^notebook$"))
     expect(link).to_have_count(1, timeout=RUN)
     expect(link).to_have_text("notebook")
     path, cell_attr = link.get_attribute("data-magnus-path"), link.get_attribute("data-magnus-cell")

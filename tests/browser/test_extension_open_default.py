@@ -8,7 +8,9 @@ saving it is refused with a message saying why.
 
 from __future__ import annotations
 
+import json
 import re
+import time
 import urllib.error
 from pathlib import Path
 
@@ -17,11 +19,30 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from .conftest import Lab
-from .test_extension_open import _assert_at_failing_cell, _pipeline, _run_driver, _wait_opened
+from .test_extension_open import (
+    OPENED,
+    _assert_at_failing_cell,
+    _pipeline,
+    _run_driver,
+    _wait_opened,
+    assert_no_record_kernels,
+    wait_session_settled,
+)
 
 pytestmark = pytest.mark.slow
 
 FOLDER = "open_default"
+
+
+def _wait_saved(lab: Lab, workspace: str, texts: list[str]) -> None:
+    """Poll Lab's saved workspace until it names every text (the open tabs Lab restores on a reload)."""
+    deadline = time.monotonic() + OPENED / 1000
+    while True:
+        saved = json.dumps(lab.api(f"/lab/api/workspaces/{workspace}"))
+        if all(text in saved for text in texts):
+            return
+        assert time.monotonic() < deadline, f"Lab did not save its open tabs {texts}: {saved[:2000]}"
+        time.sleep(0.2)  # polling interval, not an assertion
 
 
 def test_a_failed_node_opens_its_notebook_in_a_default_lab(default_lab: Lab, page: Page,
@@ -34,6 +55,7 @@ def test_a_failed_node_opens_its_notebook_in_a_default_lab(default_lab: Lab, pag
     with pytest.raises(urllib.error.HTTPError) as refused:
         default_lab.api(f"/api/contents/{FOLDER}/{path}")
     assert refused.value.code == 404
+    kernels = {kernel["id"] for kernel in default_lab.api("/api/kernels")}  # type: ignore[attr-defined]
 
     link.click()
     state = _wait_opened(page, name, cell)
@@ -43,6 +65,24 @@ def test_a_failed_node_opens_its_notebook_in_a_default_lab(default_lab: Lab, pag
     assert page.get_by_role("dialog").count() == 0
     opened = page.evaluate("() => window.jupyterapp.shell.currentWidget.context.path")
     assert opened == f"magnus:{FOLDER}/{path}", opened
+    wait_session_settled(page)
+
+    # the succeeded branch's record too: no kernel for either
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab").filter(has_text="driver.ipynb").click()
+    output = page.locator(".jp-NotebookPanel .jp-CodeCell").nth(2).locator(".jp-OutputArea").first
+    output.locator('svg[id^="magnus-dag-"] a[data-magnus-path*="good"]').first.click()
+    expect(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.jp-mod-current")).to_contain_text("good")
+    wait_session_settled(page)
+    assert_no_record_kernels(default_lab, kernels)
+    # a reload: Lab restores the open tabs, the records among them, and still starts no kernel for them
+    _wait_saved(default_lab, "open-default", [f"magnus:{FOLDER}/{path}", "good"])
+    page.reload()
+    tabs = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab")
+    expect(tabs.filter(has_text=name)).to_have_count(1, timeout=OPENED)
+    wait_session_settled(page)
+    assert_no_record_kernels(default_lab, kernels)
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab").filter(has_text=name).click()
+    expect(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.jp-mod-current")).to_contain_text(name)
 
     # a record of what ran: saving it is refused, in words
     page.evaluate("() => { window.jupyterapp.commands.execute('docmanager:save'); }")

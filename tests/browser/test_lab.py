@@ -157,7 +157,9 @@ _WIDGET_STATE_JS = """(output) => {
       id: g.id, state: g.getAttribute('data-state'), fill: fill(g),
       label: Array.from(g.querySelectorAll('text')).map(t => t.textContent).join(' ')})),
     clusters: groups.filter(g => g.classList.contains('cluster')).map(g => ({id: g.id, fill: fill(g)})),
-    bars: Array.from(output.querySelectorAll('.widget-hprogress')).map(b => {
+    // a branch's bar: the live widget's steps bar, or the bar of the final static picture
+    bars: Array.from(output.querySelectorAll('.widget-hprogress.magnus-steps, .magnus-bar')).map(b => {
+      if (b.classList.contains('magnus-bar')) return +b.dataset.max ? b.dataset.value / b.dataset.max : -1;
       const outer = b.querySelector('.progress'), inner = b.querySelector('.progress-bar');
       return outer && inner ? inner.getBoundingClientRect().width / outer.getBoundingClientRect().width : -1;
     }),

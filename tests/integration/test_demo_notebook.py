@@ -10,10 +10,14 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from magnus_jupyter.widget.picture import NODE_FILL
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "notebooks" / "parallel_demo.ipynb"
@@ -71,31 +75,60 @@ def test_the_run_succeeded_and_returns_reached_later_steps(executed: tuple[Path,
 
 
 @pytest.mark.slow
-def test_the_run_cell_holds_the_widget_and_its_final_svg(executed: tuple[Path, dict[str, Any]]) -> None:
+def test_the_run_cell_keeps_a_static_final_picture_not_the_widget(executed: tuple[Path, dict[str, Any]]
+                                                                 ) -> None:
+    """A widget has no model in a reopened notebook ("model not found"): the file keeps the picture."""
     folder, notebook = executed
     bundles = [o["data"] for o in _outputs(notebook, "%magnus_run") if o["output_type"] == "display_data"]
     assert len(bundles) == 1
     bundle = bundles[0]
-    model_id = bundle[WIDGET]["model_id"]
-    state = notebook["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    assert model_id in state  # the widget model was saved with the notebook
+    assert WIDGET not in bundle, "the saved output still points at a widget model"
     svg = _text(bundle["image/svg+xml"])
-    assert svg.startswith("<svg")
+    assert svg.startswith("<svg") and svg in _text(bundle["text/html"])
     nodes = re.findall(r'<g id="n\d+" class="node" data-state="(\w+)">', svg)
-    # every task, the pipeline's success and each branch's success ran; the three fail ends did not
-    assert sorted(nodes) == sorted(["success"] * (len(TASKS) + 3) + ["skipped"] * 3)
+    # every task, the pipeline's success and each branch's success ran; no fail end is drawn
+    assert sorted(nodes) == sorted(["success"] * (len(TASKS) + 3))
     for name in ("Get Features", "Prepare for XGBoost", "Train RF Model", "Run Inference"):
         assert f">{name}</text>" in svg
     links = re.findall(r'xlink:href="([^"]+)"', svg)
     assert len(links) == len(TASKS)
     assert all((folder / link).is_file() and link.endswith("_out.ipynb") for link in links)
+    assert "pipeline: 4/4 steps succeeded" in _text(bundle["text/plain"])
+
+
+@pytest.mark.slow
+def test_the_html_export_holds_the_coloured_dag_and_the_summary(executed: tuple[Path, dict[str, Any]]
+                                                                ) -> None:
+    """``jupyter nbconvert --to html`` of the executed notebook: what a reader without a kernel sees."""
+    folder, notebook = executed
+    done = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "executed.ipynb"],
+                          cwd=folder, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    page = (folder / "executed.html").read_text(encoding="utf-8")
+    assert "model not found" not in page
+    # nbconvert re-serialises the HTML (attributes sorted): read tags, not their spelling
+    drawings = re.findall(r'<svg [^>]*id="magnus-dag-[^"]+".*?</svg>', page, re.S)
+    assert len(drawings) == 2, "no DAG drawing in the HTML export"  # %magnus_show's, then the run's
+    svg = drawings[1]
+    nodes = re.findall(r'<g [^>]*id="n\d+"[^>]*>', svg)  # steps (f/j: a parallel's bars)
+    states = [re.search(r'data-state="(\w+)"', tag).group(1) for tag in nodes]  # type: ignore[union-attr]
+    assert states and set(states) == {"success"}
+    green = NODE_FILL["success"]
+    assert len(re.findall(rf'<(?:path|ellipse) [^>]*fill="{green}"', svg)) >= len(states)
+    assert ">succeeded</text>" in svg and ">failed</text>" in svg  # the legend
+    shown = re.findall(r"#(magnus-dag-\w+)-box\{display:block !important\}", page)  # the rules showing them
+    assert any(f'id="{uid}"' in svg for uid in shown)
+    log = json.loads(next((folder / ".run_log_store").glob("*.json")).read_text())
+    assert f"run <code>{log['run_id']}</code>" in page and "SUCCESS</b>" in page
+    assert re.search(r"<div [^>]*class=\"magnus-bar\"[^>]*data-state=\"success\"", page)
+    assert "4/4 steps succeeded" in page
 
 
 @pytest.mark.slow
 def test_show_and_yaml_cells(executed: tuple[Path, dict[str, Any]]) -> None:
     _, notebook = executed
     shown = [o["data"] for o in _outputs(notebook, "%magnus_show") if o["output_type"] == "display_data"]
-    assert len(shown) == 1 and WIDGET in shown[0]
+    assert len(shown) == 1 and WIDGET not in shown[0]  # a picture that never changes needs no widget
     svg = _text(shown[0]["image/svg+xml"])
     assert set(re.findall(r'class="node" data-state="(\w+)"', svg)) == {"pending"}
     yaml_text = "".join(_text(o["data"].get("text/plain", "")) for o in _outputs(notebook, "%magnus_yaml")

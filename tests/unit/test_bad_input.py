@@ -327,6 +327,8 @@ def test_cli_rejects_with_a_located_message(case: Case, tmp_path: Path) -> None:
         assert any(f"{tmp_path / case.file}:{case.line}:" in ln for ln in located), err
     if case.step is not None:
         assert any(f"'{case.step}'" in ln for ln in located), err
+    lines = err.splitlines()
+    assert len(lines) == 1 or lines[0].endswith("problems):"), err  # one problem, one line
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

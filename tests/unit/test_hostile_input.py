@@ -23,6 +23,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 import yaml
 
@@ -141,6 +142,38 @@ def test_a_catalog_pattern_leaving_the_run_folder_is_refused(project: Path, comm
     assert sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file()) == sorted([
         "x/secret.txt", "a/proj/pipeline.yaml", "a/proj/data/ok.txt", "a/proj/.catalog/runA/local.txt",
         "a/proj/.run_log_store/runA.json"]), "a file was copied, or a run was started"
+
+
+OUTPUT_PATHS = [
+    ("../../x/out.ipynb", "goes up with '..'"),
+    ("/tmp/out.ipynb", "is absolute"),
+    (".catalog/runA/out.ipynb", "names the run folder or its records"),
+]
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize(("path", "phrase"), OUTPUT_PATHS, ids=[p for p, _ in OUTPUT_PATHS])
+def test_a_notebook_output_path_leaving_the_run_folder_is_refused(project: Path, command: str, path: str,
+                                                                  phrase: str) -> None:
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), project / "nb.ipynb")
+    text = textwrap.dedent(f"""\
+        dag:
+          start_at: nb
+          steps:
+            nb:
+              type: task
+              command_type: notebook
+              command: nb.ipynb
+              notebook_output_path: {json.dumps(path)}
+              next: success
+            success: {{type: success}}
+            fail: {{type: fail}}
+        """)
+    (project / "pipeline.yaml").write_text(text)
+    line = line_of(text, "notebook_output_path:")
+    refused(cli(project, command, "pipeline.yaml"),
+            f"pipeline.yaml:{line}: step 'nb': notebook_output_path {path!r} {phrase}")
+    assert run_logs(project) == [project / ".run_log_store" / "runA.json"], "a run was started"
 
 
 def test_a_match_a_symlink_leads_outside_the_run_folder_is_not_taken(project: Path) -> None:

@@ -168,12 +168,20 @@ def test_yaml_body_parallel_and_map(ip, compat_dir: Path) -> None:
      "%%magnus_map 'Chunks': --iterate-on is required (the parameter holding the list to iterate on)"),
     ("magnus_step", '"Get.Features"', "x = 1",
      "%%magnus_step 'Get.Features': a name may not contain '.' (magnus joins internal names with '.')"),
-    ("magnus_step", "S --shell --stub", None, "%%magnus_step 'S': give one of --notebook, --shell, --stub"),
-    ("magnus_step", "S --bogus", None, "%%magnus_step: unrecognized arguments: --bogus"),
-    ("magnus_step", '"S', None, "%%magnus_step: No closing quotation"),
-    ("magnus_step", "S", None, "%%magnus_step 'S': the cell body is empty"),
+    # the line magic (no body) is named as the person wrote it: %magnus_step, not %%magnus_step
+    ("magnus_step", "S --shell --stub", None, "%magnus_step 'S': give one of --notebook, --shell, --stub"),
+    ("magnus_step", "S --bogus", None, "%magnus_step: unrecognized arguments: --bogus"),
+    ("magnus_step", '"S', None, "%magnus_step: No closing quotation"),
+    ("magnus_step", "S", None, "%magnus_step 'S': a step with no --notebook, --shell or --stub runs code"),
+    ("magnus_step", "S --bogus", "x = 1", "%%magnus_step: unrecognized arguments: --bogus"),
     ("magnus_parallel", "P --failure-policy all", None,
-     "%%magnus_parallel: argument --failure-policy: invalid"),
+     "%magnus_parallel: argument --failure-policy: invalid"),
+    ("magnus_map", "M --iterate-on xs --iterate-as 'not a name'", None,
+     "%magnus_map 'M': --iterate-as must be a parameter name"),
+    ("magnus_run", "--bogus", None, "%magnus_run: unrecognized arguments: --bogus"),
+    # a body that is not Python is refused when the cell runs, not when the pipeline reaches it
+    ("magnus_step", "Broken", "x = 1\ndef f(:\n    pass",
+     "%%magnus_step 'Broken', line 3: SyntaxError: invalid syntax"),
 ])
 def test_bad_cells_are_one_usage_error_line(ip, magic: str, line: str, body: str | None,
                                             message: str) -> None:
@@ -185,6 +193,31 @@ def test_bad_cells_are_one_usage_error_line(ip, magic: str, line: str, body: str
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
     assert session().names == []
+
+
+def test_a_body_with_ipython_syntax_is_not_a_syntax_error(ip) -> None:
+    """Magics, shell escapes and top-level await are how IPython reads a cell: they are fine."""
+    body = "import asyncio\n%time x = 1\n!echo hi\nfiles = !ls\nawait asyncio.sleep(0)\n"
+    ip.run_cell_magic("magnus_step", "Fine", body)
+    assert session().names == ["Fine"]
+
+
+def test_an_unknown_next_is_a_warning_at_declaration(ip, capsys) -> None:
+    ip.run_cell_magic("magnus_step", "A --next Nope", "x = 1")
+    ip.run_line_magic("magnus_step", "B --stub --on-failure A")
+    err = capsys.readouterr().err
+    assert err == ("warning: %%magnus_step 'A': --next 'Nope' is not a declared step (yet): the run cannot "
+                   "go there unless a cell declares it (steps it can go to: A, success, fail)\n")
+    assert session().names == ["A", "B"]  # declared all the same: the cell naming it may come later
+    ip.run_line_magic("magnus_step", "Nope --stub")
+    ip.run_cell_magic("magnus_step", "A --next Nope", "x = 1")
+    assert capsys.readouterr().err == ""
+    # inside a branch, the branch's own steps are what --next can name
+    ip.run_cell_magic("magnus_parallel", "P", "a: `echo a`")
+    ip.run_line_magic("magnus_step", "Inner --stub --branch P/a --next A")
+    err = capsys.readouterr().err
+    assert err.startswith("warning: %magnus_step 'Inner': --next 'A' is not a declared step (yet)")
+    assert "(steps it can go to: echo a, Inner, success, fail)" in err
 
 
 def test_unknown_branch_target_is_reported_by_the_yaml_magic(ip) -> None:
@@ -204,9 +237,19 @@ def test_graph_errors_are_one_line_too(ip, tmp_path: Path) -> None:
     with pytest.raises(UsageError) as caught:
         ip.run_line_magic("magnus_yaml", "out.yaml")
     message = str(caught.value)
-    assert message.startswith("invalid pipeline: %%magnus_step 'A': step 'A': next names 'Nowhere'")
-    assert "; %%magnus_step 'B': step 'B': on_failure names 'Elsewhere'" in message
+    assert message.startswith("invalid pipeline: %magnus_step 'A': step 'A': next names 'Nowhere'")
+    assert "; %magnus_step 'B': step 'B': on_failure names 'Elsewhere'" in message
     assert "\n" not in message and not (tmp_path / "out.yaml").exists()
+
+
+def test_a_magic_names_the_first_problems_and_counts_the_rest(ip) -> None:
+    for i in range(40):
+        ip.run_line_magic("magnus_step", f"S{i} --next Nowhere{i} --stub")
+    with pytest.raises(UsageError) as caught:
+        ip.run_line_magic("magnus_yaml", "")
+    message = str(caught.value)
+    assert "'Nowhere4'" in message and "'Nowhere5'" not in message
+    assert message.endswith("; … and 35 more") and "\n" not in message
 
 
 def test_an_error_in_a_notebook_cell_shows_one_line_and_no_traceback(ip, capsys) -> None:
@@ -248,7 +291,7 @@ def test_yaml_warns_about_steps_nothing_leads_to(ip, tmp_path: Path, capsys) -> 
     ip.run_line_magic("magnus_step", "B --stub")
     ip.run_line_magic("magnus_yaml", "out.yaml")
     captured = capsys.readouterr()
-    assert captured.err == ("warning: %%magnus_step 'B': step 'B': is never reached from start_at "
+    assert captured.err == ("warning: %magnus_step 'B': step 'B': is never reached from start_at "
                             "(allowed, but it will not run)\n")
     assert captured.out == "wrote out.yaml\n" and (tmp_path / "out.yaml").is_file()
 

@@ -110,12 +110,18 @@ def test_the_compat_corpus_is_there() -> None:
 
 @pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.stem)
 def test_every_compat_pipeline_draws_every_step(path: Path) -> None:
+    """Every step but a fail step nothing leads to (no next or on_failure names it)."""
     pipeline = load_yaml(path)
     drawing = render.draw(pipeline)
-    internal_names = [name for name, _, _ in pipeline.walk()]
-    assert set(internal_names) <= set(drawing.ids)
+    unconnected = {name for name, step, holder in pipeline.walk() if isinstance(step, Fail) and not any(
+        s.TRAVERSAL and step.name in (s.next, s.on_failure) for s in holder.steps.values())}
+    internal_names = {name for name, _, _ in pipeline.walk()}
+    assert internal_names - unconnected <= set(drawing.ids)
+    assert not unconnected & set(drawing.ids)
     groups = svg_groups(render.to_svg(pipeline))
     for name, step, _ in pipeline.walk():
+        if name in unconnected:
+            continue
         group = groups[drawing.ids[name]]
         if step.is_composite:
             assert step.name in " ".join(texts(group))  # the cluster's own title
@@ -200,14 +206,50 @@ def test_next_is_solid_and_on_failure_dashed_and_labelled() -> None:
 
 
 def test_success_and_fail_steps_have_their_own_shapes(parallel: Pipeline) -> None:
-    ids = render.draw(parallel).ids
-    dot = render.to_dot(parallel)
+    reached = {"fail": "SUCCESS"}  # magnus logs a reached fail step SUCCESS: it is drawn, in red
+    ids = render.draw(parallel, reached).ids
+    dot = render.to_dot(parallel, reached)
     success, fail, stub = (node_line(dot, ids[n]) for n in ("success", "fail", "Get Features"))
     assert 'shape="ellipse"' in success and "peripheries=2" in success
     assert 'shape="octagon"' in fail
     assert 'shape="box"' in stub
     groups = svg_groups(render.to_svg(parallel))
     assert len(list(groups[ids["success"]].iter(f"{SVG}ellipse"))) == 2
+
+
+def test_a_fail_step_is_drawn_only_where_an_edge_leads_to_it() -> None:
+    """Unconnected fail octagons in every branch read as failed steps: only a named one is drawn."""
+    pipeline = load_yaml("""
+dag:
+  start_at: fan
+  steps:
+    fan:
+      type: parallel
+      next: success
+      branches:
+        plain:
+          start_at: a
+          steps:
+            a: {type: stub, next: success}
+            success: {type: success}
+            fail: {type: fail}
+        guarded:
+          start_at: b
+          steps:
+            b: {type: task, command_type: shell, command: "false", next: success, on_failure: fail}
+            success: {type: success}
+            fail: {type: fail}
+    success: {type: success}
+    fail: {type: fail}
+""")
+    drawing = render.draw(pipeline)
+    assert "fail" not in drawing.ids and "fan.plain.fail" not in drawing.ids
+    assert "fan.guarded.fail" in drawing.ids
+    [edge] = edge_lines(drawing.source, drawing.ids["fan.guarded.b"], drawing.ids["fan.guarded.fail"])
+    assert "on failure" in edge
+    octagons = [ln for ln in drawing.source.splitlines() if 'shape="octagon"' in ln]
+    assert len(octagons) == 1
+    assert "fail" in render.draw(pipeline, {"fail": "SUCCESS"}).ids  # a reached one is drawn
 
 
 def test_branches_hang_between_the_fork_and_join_bars(parallel: Pipeline) -> None:

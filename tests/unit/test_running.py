@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import _thread
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import nbformat
 import psutil
 import pytest
 from IPython.core.error import UsageError
@@ -135,8 +137,10 @@ def test_background_run_returns_at_once_and_its_stop_button_kills_its_tasks(tmp_
     assert all(psutil.pid_exists(pid) for pid in pids)
     with pytest.raises(Exception, match="still going on"):
         running.start(pipeline=load_yaml(SLEEPY), background=True, display=False)
-    _wait_for(lambda: run.widget.stop.layout.display is None)  # the stop button shows while it runs
-    run.widget.stop.click()  # a background run has no busy cell to interrupt: its button stops it
+    stop = run.widget.stop
+    assert stop is not None
+    _wait_for(lambda: stop.layout.display is None)  # the stop button shows while it runs
+    stop.click()  # a background run has no busy cell to interrupt: its button stops it
     _wait_for(lambda: run.done)
     assert run.result is not None and run.result.status == "FAIL"
     log = json.loads(run.result.run_log_path.read_text())
@@ -144,22 +148,32 @@ def test_background_run_returns_at_once_and_its_stop_button_kills_its_tasks(tmp_
     assert "After" not in log["steps"]  # nothing started after the cancel
     _wait_for(lambda: not any(psutil.pid_exists(pid) for pid in pids))
     snap = run.widget.status.snapshot()
-    assert snap.state("Both.a.sleep") == "failed" and snap.state("After") == "skipped"
-    assert run.widget.stop.layout.display == "none"
+    assert snap.state("Both.a.sleep") == "cancelled" and snap.state("After") == "skipped"
+    assert run.widget.stop is not None and run.widget.stop.layout.display == "none"
 
 
 def test_kernel_interrupt_cancels_a_blocking_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
+    hint_seen = []
+
     def interrupt_when_running() -> None:
         _wait_for(lambda: (tmp_path / "pid_b").is_file() and (tmp_path / "pid_b").read_text().strip())
+        run = running.last_run()
+        assert run is not None
+        _wait_for(lambda: "interrupt the kernel" in run.widget.line.value)
+        hint_seen.append(True)
         _thread.interrupt_main()  # what the kernel's stop button does: KeyboardInterrupt in the cell
 
     threading.Thread(target=interrupt_when_running, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as caught:
         running.start(pipeline=load_yaml(SLEEPY), workers=2, display=False)
+    # what IPython shows instead of the traceback: the one line
+    assert caught.value._render_traceback_() == [running.INTERRUPTED]  # type: ignore[attr-defined]
     run = running.last_run()
     assert run is not None and run.done and run.result is not None
+    # a busy cell's kernel would handle a click only after the run: no Stop button, the way to stop instead
+    assert run.widget.stop is None and hint_seen
     assert run.result.status == "FAIL"
     assert json.loads(run.result.run_log_path.read_text())["status"] == "FAIL"
     _wait_for(lambda: not any(psutil.pid_exists(pid) for pid in _pids(tmp_path)))
@@ -186,6 +200,33 @@ def test_magnus_retry_names_a_missing_run(ip: InteractiveShell) -> None:
     ip.run_cell_magic("magnus_step", '"Only" --stub', "# nothing to do")
     with pytest.raises(UsageError, match="no-such-run"):
         ip.run_line_magic("magnus_retry", "no-such-run")
+
+
+def test_a_failing_cell_step_names_the_line_of_the_cell_that_raised(ip: InteractiveShell,
+                                                                     tmp_path: Path) -> None:
+    """The person wrote one %%magnus_step cell: its line is what the message names, not a cell of the
+    generated notebook; a real notebook keeps its cell number."""
+    ip.run_cell_magic("magnus_step", '"Compute"',
+                      "\n# a blank line and a comment above\ndef check(v):\n    if v > 1:\n"
+                      "        raise ValueError(f'too big: {v}')\n\ncheck(1)\ncheck(2)\n")
+    plain = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                               "display_name": "Python 3"}})
+    plain.cells = [nbformat.v4.new_code_cell("raise KeyError('k')")]
+    nbformat.write(plain, tmp_path / "plain.ipynb")
+    ip.run_line_magic("magnus_step", '"Plain" --notebook plain.ipynb')
+    ip.run_line_magic("magnus_run", "--workers 1")
+    run = running.last_run()
+    assert run is not None and run.result is not None and run.result.status == "FAIL"
+    failures = run.widget.status.snapshot().failures
+    # the magic is line 1, the blank line 2: the raise inside check() is the cell's line 6
+    assert failures["Compute"].startswith("line 6 of the %%magnus_step 'Compute' cell raised ValueError: "
+                                          "too big: 2; the executed notebook is at ")
+    ip.run_cell_magic("magnus_step", '"Compute"', "x = 1")  # fixed: the plain notebook's error is next
+    ip.run_line_magic("magnus_retry", "")
+    run = running.last_run()
+    assert run is not None and run.result is not None
+    message = run.widget.status.snapshot().failures["Plain"]
+    assert re.match(r"cell \d+ \(execution count \d+\) raised KeyError: 'k'; ", message), message
 
 
 def test_magnus_run_reuse_from_and_only_in_the_kernel(ip: InteractiveShell, tmp_path: Path) -> None:

@@ -110,8 +110,8 @@ def test_real_run_ends_all_success_with_map_branches_and_links(tmp_path: Path) -
     for row in widget.bars.children:
         bar = row.children[1]
         assert bar.value == bar.max and bar.bar_style == "success"
-        assert re.fullmatch(r".+: (\d+) of \1 steps done, success", bar.tooltip), bar.tooltip
-    assert all(lane.done == lane.total for lane in lanes.values())
+        assert re.fullmatch(r".+: succeeded, (\d+) of \1 steps succeeded", bar.tooltip), bar.tooltip
+    assert all(lane.succeeded == lane.total and not lane.failed_at for lane in lanes.values())
     # every task links to its log, relative to the notebook's folder, and the file is there
     links = re.findall(r'xlink:href="([^"]+)"', widget.last_svg)
     assert len(links) == 5  # Prepare, Train.fast.write, Score.{1,2,3}.each
@@ -248,7 +248,7 @@ def test_without_dot_every_step_shows_as_a_tree(tmp_path: Path, monkeypatch: pyt
                  "1", "2", "3", "each (shell task)"):
         assert html.escape(name) in shown and name in labels
     states = {internal: state for _, _, internal, state in rows}
-    assert states["Score.3.each"] == "success" and states["Train.slow.fail"] == "skipped"
+    assert states["Score.3.each"] == "success" and "Train.slow.fail" not in states  # nothing leads there
     depth = {internal: d for d, _, internal, _ in rows}
     assert depth["Train"] == 0 and depth["Train.fast"] == 1 and depth["Train.fast.write"] == 2
     assert widget.last_svg.startswith("<svg") and "each (shell task) (success)" in widget.last_svg
@@ -298,25 +298,25 @@ dag:
     fail: {type: fail}
 """)
     widget = DagWidget(pipeline, link_base=tmp_path)
-    seen: list[tuple[tuple[int, int] | None, float, str]] = []
+    seen: list[tuple[tuple[int, int] | None, float, float, float, str]] = []
 
     def on_cell(status: RunStatus, event: ev.Event | None) -> None:
         if isinstance(event, ev.CellExecuted):
-            snap = status.snapshot()
-            lane = next(lane for lane in snap.lanes if lane.prefix == "Fan.nb")
-            running, finished = widget._by_lane(snap)
-            value, detail = widget._progress(lane, snap, running.get(lane.prefix, []),
-                                             finished.get(lane.prefix, []))
-            seen.append((snap.running[0].cells, value, detail))
+            widget.render()
+            row = widget.bars.children[1]  # the pipeline's row, then Fan.nb's
+            _, steps, cells, text = row.children
+            seen.append((status.snapshot().running[0].cells, steps.value, cells.value, cells.max, text.value))
 
     widget.status.subscribe(on_cell)
     result = run_pipeline(pipeline, cwd=tmp_path, workers=1, subscribers=[widget.status])
     assert result.status == "SUCCESS"
     assert seen, "no CellExecuted event reached the status"
-    cells, value, detail = seen[-1]
+    cells, steps, value, top, detail = seen[-1]
     assert cells is not None and cells[0] == cells[1] >= 3
-    assert value == pytest.approx(1.0) and f"Cells: cell {cells[0]}/{cells[1]}" in detail
-    assert [c for c, _, _ in seen] == sorted(c for c, _, _ in seen)  # cells only move forward
+    assert (value, top) == cells and f"Cells: cell {cells[0]}/{cells[1]}" in detail
+    # the step bar counts steps that succeeded, nothing else: a running notebook's cells have their own bar
+    assert {s for _, s, _, _, _ in seen} == {0.0}
+    assert [c for c, _, _, _, _ in seen] == sorted(c for c, _, _, _, _ in seen)  # cells only move forward
     notebook_out, log = widget.status.snapshot().outputs["Fan.nb.Cells"]
     assert notebook_out and Path(notebook_out).is_file() and log and "cell 2 1" in Path(log).read_text()
     assert re.search(r'xlink:href="[^"]*_out\.ipynb"', widget.last_svg)
@@ -360,5 +360,13 @@ dag:
     styles = {row.children[0].value.split(">")[1].split("<")[0]: row.children[1].bar_style
               for row in widget.bars.children}
     assert styles == {"pipeline": "danger", "Fan.good": "success", "Fan.bad": "danger"}
+    # a failed step is not a done one: bars count what succeeded and say where a branch failed
+    bars = {row.children[0].value.split(">")[1].split("<")[0]: (row.children[1].value, row.children[1].max,
+                                                               row.children[3].value)
+            for row in widget.bars.children}
+    assert bars["Fan.bad"][:2] == (0, 1) and "0/1 steps succeeded" in bars["Fan.bad"][2]
+    assert "failed at <b>broken</b>" in bars["Fan.bad"][2]
+    assert bars["Fan.good"][:2] == (1, 1) and "failed at" not in bars["Fan.good"][2]
+    assert bars["pipeline"][:2] == (0, 2) and "failed at <b>Fan</b>" in bars["pipeline"][2]
     assert "FAIL" in widget.line.value and "✘ Fan.bad.broken" in widget.line.value
     assert "<oops>" not in widget.line.value

@@ -126,7 +126,7 @@ def test_svg_nodes_carry_path_cell_and_label(failed_run: tuple[DagWidget, Path])
 
 def test_branch_bar_links_carry_the_same_attributes(failed_run: tuple[DagWidget, Path]) -> None:
     widget, work = failed_run
-    texts = {row.children[0].value.split(">")[1].split("<")[0]: row.children[2].value
+    texts = {row.children[0].value.split(">")[1].split("<")[0]: row.children[-1].value
              for row in widget.bars.children}
     bad = {link["data-magnus-kind"]: link for link in _html_links(texts["Train.bad"])}
     assert set(bad) == {"notebook", "log"}

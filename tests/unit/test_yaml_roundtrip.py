@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from magnus_jupyter.errors import Problem
 from magnus_jupyter.model import Dag, Fail, Map, Parallel, Pipeline, Stub, Success, Task
-from magnus_jupyter.validate import catalog_pattern_problem, validate
+from magnus_jupyter.validate import catalog_pattern_problem, output_path_problem, validate
 from magnus_jupyter.yaml_io import load_yaml, parse_yaml, to_yaml
 
 COMPAT = Path(__file__).resolve().parents[1] / "data" / "compat" / "magnus-0.5"
@@ -172,6 +172,7 @@ _PART = st.text(st.characters(blacklist_characters="/", blacklist_categories=("C
                 min_size=1, max_size=8)
 PATTERNS = st.lists(_PART, min_size=1, max_size=3).map("/".join).filter(
     lambda p: catalog_pattern_problem(p) is None)
+OUTPUT_PATHS = PATTERNS.filter(lambda p: output_path_problem(p) is None)  # files the run writes, inside it
 EXTRA_KEYS = NAMES.filter(lambda k: k not in {"type", "next", "on_failure", "catalog"})
 
 
@@ -195,7 +196,7 @@ def leaf(draw: st.DrawFn, name: str) -> Stub | Task:
         return Task(name=name, command_type=draw(st.sampled_from([None, "python"])), command=command,
                     returns=draw(st.none() | st.lists(IDENT, min_size=1, max_size=3)))
     return Task(name=name, command_type="notebook", command=draw(TEXT) + ".ipynb",
-                notebook_output_path=draw(st.none() | TEXT))
+                notebook_output_path=draw(st.none() | OUTPUT_PATHS))
 
 
 @st.composite
