@@ -451,3 +451,18 @@ def test_execute_step_records_the_fingerprint_the_engine_takes(tmp_path: Path, s
     for name in ("a", "b", "c"):
         assert pods["steps"][name]["fingerprint"]["digest"] == tasks(local)[name]["fingerprint"]["digest"]
     assert pods["run_config"]["environment"] == local.run_log["run_config"]["environment"]
+
+
+def test_the_widget_shows_a_reused_task_with_the_run_it_came_from(folder: Folder) -> None:
+    from magnus_jupyter.widget.status import REUSED, RunStatus
+
+    first = folder.run()
+    status = RunStatus(load_yaml(textwrap.dedent(folder.text)))
+    result = run_pipeline(load_yaml(textwrap.dedent(folder.text)), cwd=folder.path, slots=folder.slots,
+                          workers=2, parameters={"alpha": 1}, subscribers=[status], reuse=True)
+    snapshot = status.snapshot()
+    assert snapshot.reused == {"a": first.run_id, "b": first.run_id, "c": first.run_id}
+    assert snapshot.state("a") == REUSED and snapshot.state("side") != REUSED
+    notebook, log = snapshot.outputs["a"]
+    assert log == str(first.catalog_path / "a.execution.log") and Path(log).is_file()
+    assert result.ok
