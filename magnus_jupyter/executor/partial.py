@@ -135,13 +135,25 @@ def resolve(pipeline: Pipeline, text: str, option: str) -> list[tuple[str, Any]]
         known = ", ".join(repr(n) for n, s in pipeline.steps.items() if not isinstance(s, Success | Fail))
         raise ExecutionError(f"{option} {text!r}: no such step (the pipeline's steps: {known}; a step "
                              "inside a branch by its internal name, e.g. 'Parallel.branch.step')")
-    last = pipeline
-    for name, branch in target[:-1]:
-        last = _branch(last.steps[name], "" if branch is ANY else branch)
-    if isinstance(last.steps[target[-1][0]], Success | Fail):
-        raise ExecutionError(f"{option} {text!r} names a {last.steps[target[-1][0]].type} step; name a task "
-                             "or a parallel, map or dag step")
+    step = _step(pipeline, target)
+    if isinstance(step, Success | Fail):
+        raise ExecutionError(f"{option} {text!r} names a {step.type} step; name a task or a parallel, map "
+                             "or dag step")
     return target
+
+
+def _step(pipeline: Pipeline, target: list[tuple[str, Any]]) -> Step:
+    graph = pipeline
+    for name, branch in target[:-1]:
+        graph = _branch(graph.steps[name], "" if branch is ANY else branch)
+    return graph.steps[target[-1][0]]
+
+
+def runnable(pipeline: Pipeline, internal: str) -> bool:
+    """Whether ``internal`` (a map's branches by value or placeholder) names a step ``--from`` takes:
+    a task, a stub or a composite step, not a success or fail step (the DAG widget marks those nodes)."""
+    target = _parse(pipeline, internal.split("."), 0)
+    return target is not None and not isinstance(_step(pipeline, target), Success | Fail)
 
 
 def _parse(graph: Pipeline, parts: list[str], i: int) -> list[tuple[str, Any]] | None:
