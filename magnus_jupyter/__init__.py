@@ -27,6 +27,22 @@ _LAZY = {
     "Pipeline": "sdk",
     "Catalog": "sdk",
     "current_pipeline": "declare",
+    # magnus 0.5's interaction API, for code running as a task (interaction.py)
+    "get_parameter": "interaction",
+    "set_parameter": "interaction",
+    "get_from_catalog": "interaction",
+    "put_in_catalog": "interaction",
+    "get_object": "interaction",
+    "put_object": "interaction",
+    "get_secret": "interaction",
+    "get_run_id": "interaction",
+    "get_run_log": "interaction",
+    "get_tag": "interaction",
+    "track_this": "interaction",
+    "get_experiment_tracker_context": "interaction",
+    "start_interactive_session": "interaction",
+    "end_interactive_session": "interaction",
+    "InteractionError": "interaction",
 }
 
 __all__ = sorted(_LAZY) + ["__version__", "load_ipython_extension", "unload_ipython_extension"]

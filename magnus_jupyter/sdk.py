@@ -71,6 +71,23 @@ class _Node:
 
 
 class _Traversal(_Node):
+    @property
+    def next_node(self) -> str:
+        return self.step.next or ""
+
+    @next_node.setter
+    def next_node(self, name: str) -> None:
+        self.step.next = name or None
+
+    @property
+    def on_failure(self) -> str:
+        """magnus' SDK lets a script set it after the step is made: ``step.on_failure = other.name``."""
+        return self.step.on_failure or ""
+
+    @on_failure.setter
+    def on_failure(self, name: str) -> None:
+        self.step.on_failure = name or None
+
     def _init_traversal(self, next_node: str | None, on_failure: str | None,
                         terminate_with_success: bool, terminate_with_failure: bool) -> None:
         if terminate_with_success and terminate_with_failure:
@@ -106,12 +123,14 @@ class Task(_Traversal):
         timeout: float | None = None,
         max_attempts: int | None = None,
         overrides: dict[str, Any] | None = None,
+        next: str | None = None,  # noqa: A002 - magnus' SDK takes the YAML name too
     ) -> None:
         """``inputs``: globs of project files the task reads (its fingerprint covers their content);
         ``cache=False``: never reuse its result (a task with side effects)."""
         if isinstance(inputs, str):  # list("data/x") would make a pattern of every character
             raise ValidationError(f"step '{name}': inputs takes a list of file patterns, e.g. "
                                   f"inputs=[{inputs!r}]")
+        next_node = next_node or next
         self.step = model.Task(
             name=name,
             command=command,
@@ -133,7 +152,9 @@ class Task(_Traversal):
 class Stub(_Traversal):
     def __init__(self, name: str, *, next_node: str | None = None, on_failure: str | None = None,
                  terminate_with_success: bool = False, terminate_with_failure: bool = False,
-                 catalog: Catalog | None = None, **extras: Any) -> None:
+                 catalog: Catalog | None = None, next: str | None = None,  # noqa: A002 - as magnus' SDK
+                 **extras: Any) -> None:
+        next_node = next_node or next
         self.step = model.Stub(name=name, catalog=catalog.as_field() if catalog else None, extras=extras)
         self._init_traversal(next_node, on_failure, terminate_with_success, terminate_with_failure)
 
@@ -154,9 +175,10 @@ class Map(_Traversal):
     def __init__(self, name: str, branch: Pipeline, iterate_on: str, iterate_as: str, *,
                  next_node: str | None = None, on_failure: str | None = None,
                  terminate_with_success: bool = False, terminate_with_failure: bool = False,
-                 failure_policy: str | None = None) -> None:
+                 failure_policy: str | None = None, overrides: dict[str, Any] | None = None) -> None:
         self.step = model.Map(name=name, iterate_on=iterate_on, iterate_as=iterate_as,
-                              branch=_model_of(branch, name), failure_policy=failure_policy)
+                              branch=_model_of(branch, name), failure_policy=failure_policy,
+                              overrides=overrides or None)
         self._init_traversal(next_node, on_failure, terminate_with_success, terminate_with_failure)
 
 
@@ -202,6 +224,22 @@ class Pipeline:
         from .yaml_io import to_yaml
 
         return to_yaml(self.model)
+
+    def execute(self, configuration_file: str = "", run_id: str = "", tag: str = "",
+                parameters_file: str = "", use_cached: str = "", log_level: str = "WARNING",
+                output_pipeline_definition: str = "magnus-pipeline.yaml") -> Any:
+        """Run the pipeline here, as magnus 0.5's ``Pipeline.execute`` does, and return its run log.
+
+        ``configuration_file``: a magnus config (``MAGNUS_CONFIGURATION_FILE`` wins
+        over it); ``use_cached``: a run to retry. Progress shows live: the DAG widget
+        in a notebook, the terminal view elsewhere. The run log reads as a dict or
+        with attributes (``run_log.status``). magnus' ``output_pipeline_definition``
+        is accepted and unused: argo configs are refused, use ``magnus-jupyter export``.
+        """
+        from .executor.entrypoints import execute_sdk
+
+        return execute_sdk(self.model, configuration_file=configuration_file, run_id=run_id, tag=tag,
+                           parameters_file=parameters_file, use_cached=use_cached, log_level=log_level)
 
 
 def _model_of(branch: Pipeline | model.Pipeline, where: str) -> model.Pipeline:

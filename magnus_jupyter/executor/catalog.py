@@ -39,13 +39,19 @@ def _entry(name: str, relative: str, location: str, digest: str, stage: str) -> 
 
 
 class Catalog:
-    """One run's catalog folder; ``cwd`` is the compute data folder (magnus' default ``.``)."""
+    """One run's catalog folder; ``cwd`` is the compute data folder (magnus' default ``.``).
 
-    def __init__(self, cwd: str | os.PathLike[str], run_id: str) -> None:
+    ``location`` is the catalog's root as configured (magnus' ``catalog_location``,
+    relative to ``cwd`` or absolute), as entries name it; ``folder``, when given,
+    is where this run's catalog really is (a copy of it on a Dask worker).
+    """
+
+    def __init__(self, cwd: str | os.PathLike[str], run_id: str, location: str = CATALOG_FOLDER,
+                 folder: str | os.PathLike[str] | None = None) -> None:
         self.cwd = Path(cwd)
         self.run_id = run_id
-        self.location = CATALOG_FOLDER
-        self.folder = self.cwd / CATALOG_FOLDER / run_id
+        self.location = location
+        self.folder = Path(folder) if folder is not None else self.cwd / location / run_id
 
     def ensure(self) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -83,11 +89,12 @@ class Catalog:
         same = {(e["catalog_relative_path"], e["data_hash"]) for e in synced or ()}
         entries, outside = [], 0
         catalog, run_folder = self.folder.resolve(), self.cwd.resolve()
+        root = catalog.parent  # every run's catalog: never put into one, when kept in the run folder
         for file in sorted(self.cwd.glob(pattern)):
             if file.is_dir():
                 continue
             relative = file.relative_to(self.cwd)
-            if _is_record(relative):
+            if _is_record(relative) or (root != run_folder and _inside(file, root)):
                 continue
             target = self.folder / relative
             if not _inside(file, run_folder) or not _inside(target, catalog):

@@ -63,6 +63,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="with --executor dask: the scheduler to use, e.g. tcp://host:8786 (default: start "
                         "a LocalCluster of --workers worker processes)")
+    p.add_argument("-c", "--config-file", metavar="CONFIG.yaml",
+                   help="a magnus config: catalog, secrets, experiment tracker, mocked executor (default: "
+                        "$MAGNUS_CONFIGURATION_FILE; a retry: the old run's)")
+    p.add_argument("--tag", default="", help="a tag for the run (the experiment tracker's experiment)")
+
+
+def _magnus_flags(p: argparse.ArgumentParser) -> None:
+    """What magnus' own commands take besides the common options."""
+    p.add_argument("--log-level", default="WARNING", choices=("INFO", "DEBUG", "WARNING", "ERROR", "FATAL"),
+                   help="how much of magnus-jupyter's own logging shows")
 
 
 def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
@@ -87,6 +97,24 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
                             "successful run (why it ran again).")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("step", metavar="STEP", help="the task's internal name (or its name, if no other has it)")
+    p = add("execute", cmd_execute, "magnus' `execute`: run a pipeline with magnus' flags (-f, -c, "
+                                    "--parameters-file, --run-id, --tag, --use-cached).")
+    p.add_argument("-f", "--file", default="pipeline.yaml", help="the pipeline YAML (default: pipeline.yaml)")
+    p.add_argument("--use-cached", metavar="OLD_RUN_ID", help="retry that run, reusing its succeeded steps")
+    _common(p)
+    _magnus_flags(p)
+    for name, kind, what in (("execute_notebook", "notebook", "a notebook"),
+                             ("execute_function", "python", "a Python function (module.function)")):
+        p = add(name, cmd_execute_one, f"magnus' `{name}`: run {what} as a one-task pipeline.")
+        p.set_defaults(kind=kind)
+        p.add_argument("command", metavar="FILENAME" if kind == "notebook" else "COMMAND")
+        p.add_argument("-d", "--data-folder", default="data/", help="where --put-in-catalog looks (data/)")
+        p.add_argument("-put", "--put-in-catalog", action="append", default=[], metavar="PATTERN",
+                       help="put files matching PATTERN (in --data-folder) in the catalog; repeatable")
+        if kind == "notebook":
+            p.add_argument("--notebook-output-path", default="", help="a copy of the executed notebook")
+        _common(p)
+        _magnus_flags(p)
     p = add("export", cmd_export, "Write the pipeline as an Argo Workflows manifest whose pods run "
                                   "execute-step.")
     p.add_argument("file", help="the pipeline YAML")
@@ -112,6 +140,8 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
                    help="for a parallel/map step: start (its branch logs) or end (its status)")
     p.add_argument("--values-out", metavar="PATH", help="a map step's start writes its values here")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="with --init")
+    p.add_argument("-c", "--config-file", metavar="CONFIG.yaml",
+                   help="with --init: the run's magnus config (catalog, secrets, experiment tracker)")
 
 
 @contextmanager
@@ -236,24 +266,68 @@ def _reasons(run_log: dict[str, Any], most: int = 10) -> list[str]:
     return [f"reused: {reused} task{'s' if reused != 1 else ''}; ran: {len(ran)}", *ran[:most], *more]
 
 
+def _reuse_options(args: argparse.Namespace) -> dict[str, Any]:
+    """run's --reuse, --from and --only, for run_pipeline (other commands have none)."""
+    return {"reuse": getattr(args, "reuse", False), "from_step": getattr(args, "from_step", None),
+            "only": getattr(args, "only", None)}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from ..yaml_io import load_yaml
+    from .entrypoints import resolved_config
 
+    config = resolved_config(args.config_file, tag=args.tag, how=args.command)  # before the pipeline
     pipeline = load_yaml(args.file)  # PipelineError -> exit 2 in the main CLI
+    return _run_with(args, pipeline, config, args.file)
 
+
+def _run_with(args: argparse.Namespace, pipeline: Any, config: Any, file: str | None,
+              use_cached: str | None = None) -> int:
     def start(**kwargs: Any) -> Any:
-        from .engine import run_pipeline  # imported while a prepared cluster starts
+        if config is None and not use_cached:
+            from .engine import run_pipeline  # imported while a prepared cluster starts
 
-        return run_pipeline(pipeline, pipeline_file=args.file, reuse=args.reuse, from_step=args.from_step,
-                            only=args.only, **kwargs)
+            return run_pipeline(pipeline, pipeline_file=file, **_reuse_options(args), **kwargs)
+        from ..config import MagnusConfig
+        from .entrypoints import run
+
+        return run(pipeline, config or MagnusConfig(), use_cached=use_cached or "", pipeline_file=file,
+                   **_reuse_options(args), **kwargs)
 
     return _execute(args, start, pipeline)
 
 
+def cmd_execute(args: argparse.Namespace) -> int:
+    from ..yaml_io import load_yaml
+    from .entrypoints import resolved_config, set_log_level
+
+    set_log_level(args.log_level)
+    old = None
+    if args.use_cached:
+        from .retry import load_run_log
+
+        old = load_run_log(args.use_cached)
+    config = resolved_config(args.config_file, old, tag=args.tag, how="execute")
+    pipeline = load_yaml(args.file)
+    return _run_with(args, pipeline, config, args.file, args.use_cached)
+
+
+def cmd_execute_one(args: argparse.Namespace) -> int:
+    from .entrypoints import one_task, resolved_config, set_log_level
+
+    set_log_level(args.log_level)
+    config = resolved_config(args.config_file, tag=args.tag, how=args.command)
+    pipeline = one_task(args.kind, args.command, args.data_folder, args.put_in_catalog,
+                        getattr(args, "notebook_output_path", ""))
+    return _run_with(args, pipeline, config, None)
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
+    from .entrypoints import resolved_config
     from .retry import load_run_log, recorded_pipeline, retry_run
 
     old = load_run_log(args.old_run_id)  # read here too: to name the recorded pipeline before starting
+    config = resolved_config(args.config_file, old, tag=args.tag, how="retry")
     if args.file is not None:
         from ..yaml_io import load_yaml
 
@@ -266,6 +340,11 @@ def cmd_retry(args: argparse.Namespace) -> int:
               file=sys.stderr)
 
     def start(*, run_id: str | None, **kwargs: Any) -> Any:
+        if config is not None:
+            from .entrypoints import run
+
+            return run(pipeline, config, use_cached=args.old_run_id, run_id=run_id, pipeline_file=file,
+                       **kwargs)
         return retry_run(args.old_run_id, pipeline, new_run_id=run_id, pipeline_file=file, **kwargs)
 
     return _execute(args, start, pipeline)
@@ -311,7 +390,11 @@ def cmd_execute_step(args: argparse.Namespace) -> int:
     if args.init:
         if not args.file:
             raise ExecutionError("execute-step --init needs --file PIPELINE.yaml")
-        init_run(Path(args.root), args.run_id, args.file, initial_parameters(None, args.param, environ={}))
+        from .entrypoints import resolved_config
+
+        config = resolved_config(args.config_file, how="execute-step")
+        init_run(Path(args.root), args.run_id, args.file, initial_parameters(None, args.param, environ={}),
+                 config)
         return EXIT_OK
     if args.finalize:
         if args.step:

@@ -26,6 +26,10 @@ folder travels with the task and what the task changed comes back.
   ``KilledWorker`` at once; the engine's ``max_attempts`` decides about retries.
 - ``cancel`` cancels the Dask future; the worker notices its task was released
   and kills the task's process.
+- magnus' interaction API: the run's catalog (what was put in it, not the
+  executed notebooks and logs) travels with the task when it is not already part
+  of the run folder, and what the task put there comes back; the task reads a
+  copy of the run log as it was when the task was sent.
 
 Imports dask only here, and only when a ``DaskSlots`` is made.
 """
@@ -47,7 +51,7 @@ from concurrent.futures import CancelledError, Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from . import run_folder
+from . import context, run_folder
 from .task import FAIL, TaskResult, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -70,6 +74,24 @@ class _Outcome:
     changes: run_folder.Changes = dataclasses.field(default_factory=run_folder.Changes)
     notebook: bytes | None = None
     log: bytes | None = None
+    catalog: run_folder.Changes | None = None  # what the task put in the catalog copy it was sent
+    catalog_root: str = ""
+
+
+@dataclasses.dataclass
+class _Context:
+    """What of the run context travels beside the run folder: the catalog's tree (if the catalog is not
+    in the run folder; its files' data go as an argument of their own, which Dask resolves) and the run
+    log's text."""
+
+    catalog_tree: run_folder.Tree | None = None
+    catalog_inside: str = ""  # the catalog's path in the run folder, when it travels with it
+    run_log: bytes | None = None
+
+
+def _engine_record(relative: str) -> bool:
+    """The engine's own files in a catalog (executed notebooks, task logs): they never need to travel."""
+    return os.sep not in relative and (".execution.log" in relative or relative.endswith("_out.ipynb"))
 
 
 # ------------------------------------------------------------------ worker side
@@ -130,9 +152,10 @@ def dask_setup(worker: Any) -> None:
 
 
 def run_remote(spec: TaskSpec, tree: run_folder.Tree, files: dict[str, bytes], warm: bool,
-               owner: str = "") -> _Outcome:
+               owner: str = "", shipped: _Context | None = None,
+               catalog_files: dict[str, bytes] | None = None) -> _Outcome:
     """Run ``spec`` on this Dask worker in a folder made of ``tree`` and the ``files``' contents; return
-    the result and what the task changed in the folder."""
+    the result and what the task changed in the folder (and in the catalog it was sent)."""
     from distributed import get_worker
 
     root = tempfile.mkdtemp(prefix="magnus-task-")
@@ -141,8 +164,19 @@ def run_remote(spec: TaskSpec, tree: run_folder.Tree, files: dict[str, bytes], w
         before = run_folder.build(root, tree, files)
         out = os.path.join(root, _OUT)
         os.makedirs(out)
+        env, catalog_root, catalog_before = dict(spec.env), "", None
+        shipped = shipped or _Context()
+        if shipped.catalog_tree is not None:
+            catalog_root = os.path.join(out, "catalog")
+            catalog_before = run_folder.build(catalog_root, shipped.catalog_tree, catalog_files or {})
+            env[context.CATALOG] = catalog_root
+        elif shipped.catalog_inside:
+            env[context.CATALOG] = os.path.join(root, shipped.catalog_inside)
+        if shipped.run_log is not None:
+            env[context.RUN_LOG] = os.path.join(out, "run_log.json")
+            run_folder.write_file(env[context.RUN_LOG], shipped.run_log)
         local = dataclasses.replace(
-            spec, cwd=root,
+            spec, cwd=root, env=env,
             notebook_output_path=(os.path.join(out, os.path.basename(spec.notebook_output_path))
                                   if spec.notebook_output_path else None),
             log_path=os.path.join(out, os.path.basename(spec.log_path)) if spec.log_path else None)
@@ -160,6 +194,9 @@ def run_remote(spec: TaskSpec, tree: run_folder.Tree, files: dict[str, bytes], w
                 if state is None or state.state in _RELEASED:  # the client cancelled the task
                     pool.cancel(spec.internal_name)
         outcome = _Outcome(result, root, run_folder.changes(root, before, since))
+        if catalog_before is not None:
+            outcome.catalog = run_folder.changes(catalog_root, catalog_before, since)
+            outcome.catalog_root = catalog_root
         for attribute, path in (("notebook", local.notebook_output_path), ("log", local.log_path)):
             if path and os.path.isfile(path):
                 with open(path, "rb") as handle:
@@ -184,43 +221,56 @@ class _Workspace:
         self._hashes: dict[str, tuple[run_folder.Entry, int]] = {}
         self._blobs: dict[str, Any] = {}  # digest -> Future of the bytes on the cluster
 
-    def snapshot(self, root: str) -> tuple[run_folder.Tree, dict[str, Any], list[str]]:
-        """The folder as it is now: its tree (file digests included), relative path -> data future of
-        each file, and the symlinks left out as leading outside it."""
+    def snapshot(self, root: str, catalog: str | None = None
+                 ) -> list[tuple[run_folder.Tree, dict[str, Any], list[str]]]:
+        """The run folder (and the run's ``catalog`` folder, less the engine's records) as they are now:
+        each one's tree (file digests included), relative path -> data future of each file, and the
+        symlinks left out as leading outside it."""
         with self._lock:
-            found, outside = run_folder.scan(root)
-            tree: run_folder.Tree = {}
             fresh: dict[str, bytes] = {}
-            for relative, entry in found.items():
-                if entry.kind == run_folder.FILE:
-                    path = os.path.join(root, relative)
-                    known = self._hashes.get(path)
-                    if known is not None and known[0].same_stat(entry) and \
-                            run_folder.settled(entry, known[1]) and self._held(known[0].digest):
-                        entry = dataclasses.replace(entry, digest=known[0].digest)
-                    else:
-                        hashed = time.time_ns()
-                        try:
-                            with open(path, "rb") as handle:
-                                data = handle.read()
-                        except OSError:
-                            continue
-                        entry = dataclasses.replace(entry, digest=run_folder.digest(data))
-                        self._hashes[path] = (entry, hashed)
-                        if not self._held(entry.digest):
-                            fresh[entry.digest] = data
-                tree[relative] = entry
+            scanned = [self._scan(root, fresh)]
+            if catalog is not None:
+                scanned.append(self._scan(catalog, fresh, skip=_engine_record))
             if fresh:
                 # on every worker, so one dying loses no file; a fresh key, as the old one may be lost
                 keys = {d: f"magnus-file-{d}-{uuid.uuid4().hex[:8]}" for d in fresh}
                 scattered = self._client.scatter({keys[d]: b for d, b in fresh.items()}, broadcast=True)
                 for digest in fresh:
                     self._blobs[digest] = scattered[keys[digest]]
-            live = {e.digest for e in tree.values() if e.kind == run_folder.FILE}
+            live = {e.digest for tree, _ in scanned for e in tree.values() if e.kind == run_folder.FILE}
             for digest in [d for d in self._blobs if d not in live]:  # tasks in flight hold their own
                 del self._blobs[digest]
-            files = {r: self._blobs[e.digest] for r, e in tree.items() if e.kind == run_folder.FILE}
-            return tree, files, outside
+            return [(tree, {r: self._blobs[e.digest] for r, e in tree.items() if e.kind == run_folder.FILE},
+                     outside) for tree, outside in scanned]
+
+    def _scan(self, root: str, fresh: dict[str, bytes],
+              skip: Callable[[str], bool] | None = None) -> tuple[run_folder.Tree, list[str]]:
+        """One folder's tree (less what ``skip`` names), hashing only files whose stat changed; contents the
+        cluster does not hold yet go into ``fresh``."""
+        found, outside = run_folder.scan(root)
+        tree: run_folder.Tree = {}
+        for relative, entry in found.items():
+            if skip is not None and skip(relative):
+                continue
+            if entry.kind == run_folder.FILE:
+                path = os.path.join(root, relative)
+                known = self._hashes.get(path)
+                if known is not None and known[0].same_stat(entry) and \
+                        run_folder.settled(entry, known[1]) and self._held(known[0].digest):
+                    entry = dataclasses.replace(entry, digest=known[0].digest)
+                else:
+                    hashed = time.time_ns()
+                    try:
+                        with open(path, "rb") as handle:
+                            data = handle.read()
+                    except OSError:
+                        continue
+                    entry = dataclasses.replace(entry, digest=run_folder.digest(data))
+                    self._hashes[path] = (entry, hashed)
+                    if not self._held(entry.digest):
+                        fresh[entry.digest] = data
+            tree[relative] = entry
+        return tree, outside
 
     def _held(self, digest: str) -> bool:
         """Whether the cluster still has this content (all workers holding it may have died)."""
@@ -306,12 +356,24 @@ class DaskSlots:
                 raise RuntimeError("cannot submit a task to a closed DaskSlots")
         where = ""
         try:
-            tree, files, job.outside = self._workspace.snapshot(spec.cwd)
+            shipped, catalog = _Context(), spec.env.get(context.CATALOG) or ""
+            travels = _travels_with(spec.cwd, catalog)
+            if travels is not None:
+                shipped.catalog_inside = travels
+            ship = bool(catalog) and travels is None and os.path.isdir(catalog)
+            (tree, files, job.outside), *more = self._workspace.snapshot(spec.cwd, catalog if ship else None)
+            catalog_files: dict[str, Any] = {}
+            if more:
+                shipped.catalog_tree, catalog_files, _ = more[0]
+            run_log = spec.env.get(context.RUN_LOG) or ""
+            if os.path.isfile(run_log):
+                with open(run_log, "rb") as handle:
+                    shipped.run_log = handle.read()
             key = f"magnus-task-{uuid.uuid4().hex}"
             where = self._place(spec)
             placed = {"workers": [where], "allow_other_workers": True} if where else {}
-            job.remote = self.client.submit(run_remote, spec, tree, files, self._warm, self._token,
-                                            key=key, pure=False, retries=0, **placed)
+            job.remote = self.client.submit(run_remote, spec, tree, files, self._warm, self._token, shipped,
+                                            catalog_files, key=key, pure=False, retries=0, **placed)
         except Exception as exc:
             self._unplace(where, spec)
             job.future.set_result(_fail(spec, f"the task cannot be sent to the Dask cluster: "
@@ -417,6 +479,10 @@ class DaskSlots:
         result = outcome.result
         notes = [f"symlink '{r}' leads out of the run folder: not sent to the Dask worker" for r in outside]
         notes += run_folder.apply(spec.cwd, outcome.changes)
+        catalog = spec.env.get(context.CATALOG) or ""
+        if outcome.catalog is not None and catalog:
+            notes += run_folder.apply(catalog, outcome.catalog)
+            result.message = result.message.replace(outcome.catalog_root, catalog)
         result.output_notebook = None
         if outcome.notebook is not None and spec.notebook_output_path:
             run_folder.write_file(spec.notebook_output_path, outcome.notebook)
@@ -590,6 +656,17 @@ def _start_forkserver() -> None:
     except BaseException:
         slots._release_forkserver()
         raise
+
+
+def _travels_with(cwd: str, folder: str) -> str | None:
+    """``folder``'s path in the run folder ``cwd`` when it travels with it (inside, no hidden part)."""
+    if not folder:
+        return None
+    relative = os.path.relpath(os.path.realpath(folder), os.path.realpath(cwd))
+    parts = relative.split(os.sep)
+    if relative == "." or parts[0] == ".." or any(p.startswith(".") for p in parts):
+        return None
+    return relative
 
 
 def _reason(exc: BaseException) -> str:

@@ -45,6 +45,7 @@ from ..model import Dag, Fail, Map, Parallel, Pipeline, Step, Stub, Success, Tas
 from ..text import file_stem
 from . import events as ev
 from .catalog import Catalog, CatalogError
+from .context import RunContext, run_context
 from .fingerprint import Fingerprints
 from .params import ParameterStore, WriteLog, changed
 from .reuse import Decision, Reuse, plan
@@ -142,8 +143,8 @@ class _Engine:
 
     def __init__(self, pipeline: Pipeline, store: RunLogStore, catalog: Catalog, params: ParameterStore,
                  bus: ev.EventBus, cwd: Path, workers: int, slots: Any, warm_kernels: bool,
-                 slots_factory: Any = None, reuse: Reuse | None = None,
-                 timeout: float | None = None) -> None:
+                 slots_factory: Any = None, reuse: Reuse | None = None, timeout: float | None = None,
+                 context: RunContext | None = None, services: Any = None) -> None:
         self.pipeline = pipeline
         self.store = store
         self.catalog = catalog
@@ -159,6 +160,15 @@ class _Engine:
         self.reuse = reuse
         self.fingerprints = Fingerprints(cwd)
         self.timeout = timeout  # for tasks without a timeout of their own
+        self.context = context or run_context(store.run_id, catalog.folder, catalog.location, store.path)
+        # magnus config: a do-nothing catalog syncs nothing; a mocked executor runs only patched tasks
+        self.syncs = services is None or services.catalog["type"] != "do-nothing"
+        self.patches = services.patches if services is not None else None
+        self.tracker: Any = None
+        if services is not None and services.experiment_tracker["type"] != "do-nothing":
+            from .tracking import tracker_for
+
+            self.tracker = tracker_for(services.experiment_tracker, store.run_id, services.tag)
         self._lock = threading.Lock()  # the pool is started in a helper thread, once
         self._files: ThreadPoolExecutor | None = None
         self._interrupt = threading.Event()  # a KeyboardInterrupt while another thread walks
@@ -330,7 +340,7 @@ class _Engine:
     async def _sync(self, catalog: dict[str, list[str]], entry: dict[str, Any], stage: str,
                     synced: list[dict[str, Any]] | None) -> tuple[str, str]:
         """A step's catalog ``get`` or ``put``; the copies happen in a helper thread."""
-        if not catalog.get(stage):
+        if not catalog.get(stage) or not self.syncs:
             return SUCCESS, ""
         return await self._off(self._copy, catalog, entry, stage, synced)
 
@@ -360,6 +370,8 @@ class _Engine:
                 entry["attempts"].append(attempt_log(1, stamp, stamp, FAIL, message))
             return FAIL, message
         synced = list(entry["data_catalog"])
+        if self.patches is not None and step.name not in self.patches:
+            return await self._mocked(catalog, entry, synced)  # not run: nothing to fingerprint or reuse
         decision = await self._fingerprint(step, internal, entry, scope, synced)
         if decision.reused is not None:
             await self._off(self._adopt, step, scope, entry, decision.reused)
@@ -380,10 +392,11 @@ class _Engine:
                 output_cell_tag=step.output_cell_tag or "magnus_output", returns=list(step.returns or []),
                 timeout=step.timeout if step.timeout is not None else self.timeout, log_path=log_path,
                 attempt=number,
-                env={"MAGNUS_RUN_ID": self.store.run_id},
+                env=self.context.env(internal),
             )
             start = now()
             self.bus.publish(ev.AttemptStarted(internal, number, log_path, notebook))
+            await self._off(self.store.flush)  # the task's get_run_log() sees the run as it is now
             result = await self._submit(spec, scope)
             if scope.cancelled and result.status != SUCCESS:
                 result.message = f"cancelled: {scope.reason}"
@@ -395,11 +408,14 @@ class _Engine:
             self.bus.publish(ev.AttemptFinished(internal, number, result.status, result.message))
             await self._off(self._keep_outputs, step, scope, entry, result, log_path, notebook)
             if result.status == SUCCESS:
+                with self.store.lock:
+                    entry["data_catalog"].extend(result.data_catalog)
                 status, message = await self._sync(catalog, entry, "put", synced)
                 if status == FAIL:
                     return FAIL, message
                 updates = changed(given, result.parameters or {})
                 with self.store.lock:
+                    entry["user_defined_metrics"] = dict(result.metrics)
                     entry["parameter_updates"] = updates  # a retry that reuses this step merges them again
                 self._merge(updates, scope)
                 return SUCCESS, ""
@@ -452,9 +468,31 @@ class _Engine:
 
     def _keep_outputs(self, step: Task, scope: _Scope, entry: dict[str, Any], result: TaskResult,
                       log_path: str, notebook: str | None) -> None:
-        """An attempt's files: recorded in the catalog, the executed notebook copied where it was asked."""
+        """An attempt's files: recorded in the catalog, the executed notebook copied where it was asked;
+        its metrics to the experiment tracker."""
         self._record_outputs(entry, result, log_path, notebook)
         self._publish_notebook(step, scope, result.output_notebook or notebook)
+        self._track(entry["internal_name"], result.metrics)
+
+    async def _mocked(self, catalog: dict[str, list[str]], entry: dict[str, Any],
+                      synced: list[dict[str, Any]]) -> tuple[str, str]:
+        """A mocked executor's unpatched task: not run but successful, ``mock: true``; its catalog syncs."""
+        start = now()
+        status, message = await self._sync(catalog, entry, "put", synced)
+        with self.store.lock:
+            entry["mock"] = True
+            entry["attempts"].append(attempt_log(1, start, now(), status, message, self.params.snapshot()))
+        return status, message
+
+    def _track(self, internal: str, metrics: dict[str, Any]) -> None:
+        """Metrics go to the experiment tracker after each attempt, as magnus publishes them."""
+        if self.tracker is None or not metrics:
+            return
+        try:
+            self.tracker.publish(metrics)
+        except Exception as exc:  # the tracker is outside the run: a problem there is a warning, not a FAIL
+            self.warn(f"step '{internal}': the experiment tracker did not take its metrics: "
+                      f"{type(exc).__name__}: {exc}")
 
     def _record_outputs(self, entry: dict[str, Any], result: TaskResult, log_path: str,
                         notebook: str | None) -> None:
@@ -705,6 +743,7 @@ def run_pipeline(
     reuse: bool = False,
     from_step: str | None = None,
     only: Sequence[str] | None = None,
+    config: Any = None,
 ) -> RunResult:
     """Run ``pipeline`` to its end in ``cwd`` and return its result; a failed pipeline is not an error.
 
@@ -721,7 +760,9 @@ def run_pipeline(
     (use ``retry_run``). ``reuse``: a task whose fingerprint matches a successful
     attempt of an earlier run here is not run, its result is reused;
     ``from_step`` / ``only``: run that step and what follows it / those steps,
-    reusing every other task's latest result (``reuse.py``).
+    reusing every other task's latest result (``reuse.py``). ``config``: a magnus
+    config (``config.MagnusConfig``): its catalog, secrets, experiment tracker,
+    mocked executor and tag.
     """
     if validate:
         from ..validate import validate as check
@@ -741,13 +782,21 @@ def run_pipeline(
     run_config = run_config_of(pipeline, pipeline_file, params.snapshot(),
                                {"type": f"magnus-jupyter-{_executor_name(slots, slots_factory)}",
                                 "workers": workers, "timeout": timeout})
+    if config is not None:
+        run_config["services"] = config.as_dict()
     store = RunLogStore.create(folder, run_id, params.snapshot(), run_config, interval=write_interval,
                                original_run_id=str((original_run_log or {}).get("run_id", "")))
-    catalog = Catalog(folder, store.run_id)
+    catalog = Catalog(folder, store.run_id, config.catalog_location) if config is not None else \
+        Catalog(folder, store.run_id)
     catalog.ensure()
+    context = None
+    if config is not None:
+        store.data["tag"] = config.tag
+        context = run_context(store.run_id, config.catalog_folder(folder, store.run_id), catalog.location,
+                              store.path, config)
     bus = ev.EventBus(subscribers)
     engine = _Engine(pipeline, store, catalog, params, bus, folder, workers, slots, warm_kernels,
-                     slots_factory, reuse_plan, timeout)
+                     slots_factory, reuse_plan, timeout, context, config)
     bus.publish(ev.RunStarted(store.run_id, str(store.path), str(catalog.folder), params.snapshot(), workers))
     store.start()
     try:

@@ -4,9 +4,11 @@ papermill does what it is good at — inject parameters after the cell tagged
 ``parameters``, write the executed copy after every cell, keep a failing
 cell's error in it. Our engine (registered as ``magnus_jupyter``) only swaps
 papermill's client for one that takes an already running kernel, prepares it
-(cwd, environment), reports each completed cell, and — in the same kernel,
-after the last cell — collects the variables named in ``returns``. The
-notebook runs once.
+(cwd, environment, ``import magnus``), reports each completed cell, and — in
+the same kernel, after the last cell — collects the variables named in
+``returns`` and what the notebook left in its environment (``MAGNUS_PRM_`` /
+``MAGNUS_TRACK_`` variables, as magnus reads them after a notebook) with the
+catalog entries of its interaction-API calls. The notebook runs once.
 
 Worker-only module: it imports papermill.
 """
@@ -32,7 +34,8 @@ from papermill.engines import NBClientEngine, papermill_engines
 from papermill.exceptions import PapermillExecutionError
 from papermill.utils import merge_kwargs, remove_args
 
-from .runners import Progress, TaskError, _jsonable, task_variables
+from . import context
+from .runners import Outputs, Progress, TaskError, task_variables, written_outputs
 from .task import TaskSpec
 
 ENGINE_NAME = "magnus_jupyter"
@@ -49,7 +52,21 @@ def __magnus_json(value):
             return obj.tolist()
         raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
     return json.dumps(value, default=plain)
+
+
+def __magnus_writes():
+    import json, os, sys
+    written = {k: v for k, v in os.environ.items() if k.startswith(("MAGNUS_PRM_", "MAGNUS_TRACK_"))}
+    api = sys.modules.get("magnus_jupyter.interaction")
+    return json.dumps({"written": written, "data_catalog": api.drain_records() if api else []})
 """
+_HIDE_OUR_FRAMES = """
+try:
+    __import__("magnus_jupyter.interaction").interaction.hide_our_frames()
+except ImportError:  # a kernel of another Python: the API is not there either
+    pass
+"""
+_WRITES = "magnus writes"  # the user expression's key: never a variable name, so never a `returns` name
 
 
 class NotebookTaskError(TaskError):
@@ -136,13 +153,18 @@ class MagnusNotebookClient(PapermillNotebookClient):
                 self.nb_man.cell_complete(self.nb.cells[index], cell_index=index)
                 if self.progress is not None:
                     self.progress(index + 1, total)
-        if not failed and self.returns:
-            self.collected["returns"] = self._collect()
+        if not failed:
+            self._collect()
 
-    def _collect(self) -> dict[str, Any]:
-        """Each name in ``returns`` as JSON text, or why not, from the kernel that ran the notebook."""
+    def _collect(self) -> None:
+        """From the kernel that ran the notebook: each name in ``returns`` as JSON text (or why not), and
+        its environment's writes with the interaction API's catalog entries."""
         expressions = {name: f"__magnus_json({name})" for name in self.returns}
+        expressions[_WRITES] = "__magnus_writes()"
         reply = self._hidden(_COLLECT_HELPER, expressions)
+        answer = reply.get("user_expressions", {}).get(_WRITES, {})
+        if answer.get("status") == "ok":
+            self.collected["writes"] = json.loads(ast.literal_eval(answer["data"]["text/plain"]))
         found: dict[str, Any] = {}
         for name in self.returns:
             answer = reply.get("user_expressions", {}).get(name, {})
@@ -151,7 +173,7 @@ class MagnusNotebookClient(PapermillNotebookClient):
                 found[name] = ("ok", json.loads(text))
             else:
                 found[name] = ("error", answer.get("ename", "Error"), answer.get("evalue", ""))
-        return found
+        self.collected["returns"] = found
 
     async def _async_hidden(self, code: str,
                             user_expressions: dict[str, str] | None = None) -> dict[str, Any]:
@@ -197,9 +219,8 @@ def output_path_for(spec: TaskSpec, notebook: str) -> str:
     return stem + "_out.ipynb"
 
 
-def run_notebook(spec: TaskSpec, progress: Progress | None = None,
-                 kernels: Any = None) -> tuple[dict[str, Any], str]:
-    """Execute the notebook once; return parameter updates and the executed notebook's path."""
+def run_notebook(spec: TaskSpec, progress: Progress | None = None, kernels: Any = None) -> Outputs:
+    """Execute the notebook once; return its outputs and the executed notebook's path."""
     notebook = os.path.abspath(os.path.join(spec.cwd, spec.command.strip()))
     if not os.path.isfile(notebook):
         raise TaskError(f"notebook not found: {notebook}")
@@ -227,6 +248,10 @@ def run_notebook(spec: TaskSpec, progress: Progress | None = None,
         km: KernelManager = kernels.take(kernel_name, cwd=spec.cwd)
         env = task_variables(spec)
         setup = f"__import__('os').chdir({spec.cwd!r}); __import__('os').environ.update({env!r})"
+        shim = context.magnus_shim()
+        if shim:
+            setup += f"; __import__('sys').path.append({shim!r})"
+        setup += _HIDE_OUR_FRAMES
         collected: dict[str, Any] = {}
         if spec.log_path:
             os.makedirs(os.path.dirname(os.path.abspath(spec.log_path)), exist_ok=True)
@@ -249,9 +274,13 @@ def run_notebook(spec: TaskSpec, progress: Progress | None = None,
     finally:
         if owned:
             kernels.close()
-    updates = _output_cells(executed, spec.output_cell_tag, output)
-    updates.update(_returned(collected.get("returns", {}), spec.returns, output))
-    return _jsonable(updates, "values out of a notebook"), output
+    returned = {k.lower(): v for k, v in _output_cells(executed, spec.output_cell_tag, output).items()}
+    returned.update(_returned(collected.get("returns", {}), spec.returns, output))
+    writes = collected.get("writes") or {}
+    outputs = written_outputs(spec, writes.get("written") or {}, returned=returned,
+                              data_catalog=writes.get("data_catalog"), what="values out of a notebook")
+    outputs.notebook = output
+    return outputs
 
 
 def _raised_where(nb: Any, exc: PapermillExecutionError) -> str:

@@ -96,14 +96,16 @@ def decode_value(raw: str) -> Any:
         return raw
 
 
-def environment_parameters(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """``MAGNUS_PRM_<name>`` variables set when the run starts, as magnus reads them (lower-cased keys)."""
+def environment_parameters(environ: Mapping[str, str] | None = None, finite: bool = True) -> dict[str, Any]:
+    """``MAGNUS_PRM_<name>`` variables set when the run starts, as magnus reads them (lower-cased keys);
+    ``finite=False``: NaN and infinity are left for the caller to refuse (a task's writes, by name)."""
     environ = os.environ if environ is None else environ
     out = {}
     for name, text in environ.items():
         if name.startswith(PARAMETER_PREFIX) and len(name) > len(PARAMETER_PREFIX):
-            value = _finite(decode_value(text), f"environment variable {name}")
-            out[name[len(PARAMETER_PREFIX):].lower()] = value
+            value = decode_value(text)
+            out[name[len(PARAMETER_PREFIX):].lower()] = \
+                _finite(value, f"environment variable {name}") if finite else value
     return out
 
 

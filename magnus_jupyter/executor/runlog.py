@@ -190,6 +190,7 @@ class RunLogStore:
         self.interval = interval
         self._dirty = threading.Event()
         self._stop = threading.Event()
+        self._writing = threading.Lock()  # one write at a time: an older state never replaces a newer
         self._thread: threading.Thread | None = None
         self.writes = 0  # how many files were written; tests and the bench read it
 
@@ -242,6 +243,12 @@ class RunLogStore:
         """The log changed; the writer thread will write it soon."""
         self._dirty.set()
 
+    def flush(self) -> None:
+        """Write now if the log changed: a task about to start reads it (``get_run_log``) from the file."""
+        if self._dirty.is_set():
+            self._dirty.clear()
+            self.write()
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name=f"runlog-{self.run_id}", daemon=True)
         self._thread.start()
@@ -266,17 +273,18 @@ class RunLogStore:
 
     def write(self, indent: int | None = None) -> None:
         """Write the current state atomically: temp file in the same folder, then ``os.replace``."""
-        with self.lock:
-            text = strict_json(self.data, indent)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.chmod(tmp, 0o666 & ~_UMASK)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        self.writes += 1
+        with self._writing:
+            with self.lock:
+                text = strict_json(self.data, indent)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                os.chmod(tmp, 0o666 & ~_UMASK)
+                os.replace(tmp, self.path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            self.writes += 1
 

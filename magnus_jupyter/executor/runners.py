@@ -19,12 +19,15 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
+from types import TracebackType
 from typing import Any
 
+from . import context
+from .params import PARAMETER_PREFIX, environment_parameters
 from .task import FAIL, SUCCESS, TaskResult, TaskSpec
 
-PARAMETER_PREFIX = "MAGNUS_PRM_"
 MAP_VARIABLE = "MAGNUS_MAP_VARIABLE"
 
 Progress = Callable[[int, int], None]
@@ -32,6 +35,17 @@ Progress = Callable[[int, int], None]
 
 class TaskError(Exception):
     """A task-level failure with a message meant for the run log (pickles cleanly)."""
+
+
+@dataclass
+class Outputs:
+    """What a successful task hands back: parameter updates, tracked metrics, catalog entries of its
+    interaction-API puts and gets, and (a notebook task's) executed notebook."""
+
+    parameters: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    data_catalog: list[dict[str, Any]] = field(default_factory=list)
+    notebook: str | None = None
 
 
 def now() -> str:
@@ -46,13 +60,13 @@ def run_task(spec: TaskSpec, progress: Progress | None = None, kernels: Any = No
         if not os.path.isdir(spec.cwd):
             raise TaskError(f"the task's working folder does not exist: {spec.cwd}")
         if spec.kind == "shell":
-            updates, output = run_shell(spec), None
+            outputs = run_shell(spec)
         elif spec.kind == "python":
-            updates, output = run_python(spec), None
+            outputs = run_python(spec)
         elif spec.kind == "notebook":
             from .notebooks import run_notebook  # papermill lives there; import only when needed
 
-            updates, output = run_notebook(spec, progress=progress, kernels=kernels)
+            outputs = run_notebook(spec, progress=progress, kernels=kernels)
         else:
             raise TaskError(f"unknown task kind {spec.kind!r} (expected notebook, shell or python)")
     except TaskError as exc:
@@ -61,8 +75,9 @@ def run_task(spec: TaskSpec, progress: Progress | None = None, kernels: Any = No
     except Exception as exc:  # a defect of ours must still come back as a result
         return TaskResult(FAIL, f"internal error running the task: {type(exc).__name__}: {exc}",
                           start_time=start, end_time=now(), log_path=spec.log_path)
-    return TaskResult(SUCCESS, "", parameters=updates, start_time=start, end_time=now(),
-                      output_notebook=output, log_path=spec.log_path)
+    return TaskResult(SUCCESS, "", parameters=outputs.parameters, start_time=start, end_time=now(),
+                      output_notebook=outputs.notebook, log_path=spec.log_path, metrics=outputs.metrics,
+                      data_catalog=outputs.data_catalog)
 
 
 # ---------------------------------------------------------------- environment
@@ -86,6 +101,18 @@ def task_variables(spec: TaskSpec) -> dict[str, str]:
     if "MAGNUS_RUN_ID" not in extra and "MAGNUS_RUN_ID" not in os.environ:
         extra["MAGNUS_RUN_ID"] = ""
     return extra
+
+
+def written_outputs(spec: TaskSpec, written: dict[str, str], *, what: str,
+                    returned: dict[str, Any] | None = None,
+                    data_catalog: list[dict[str, Any]] | None = None) -> Outputs:
+    """What a task left in its environment, read as magnus reads it after the command: every
+    ``MAGNUS_PRM_`` variable (lower-cased, JSON-decoded) is a parameter, ``returned`` values (a function's
+    return, a notebook's output cells) win over them, and ``MAGNUS_TRACK_`` variables are metrics.
+    Parameters must be JSON a run log can hold (``what`` names them when they are not)."""
+    found = changed_parameters(spec, environment_parameters(written, finite=False))
+    found.update(returned or {})
+    return Outputs(_jsonable(found, what), context.tracked_metrics(written), list(data_catalog or []))
 
 
 def changed_parameters(spec: TaskSpec, found: dict[str, Any]) -> dict[str, Any]:
@@ -138,30 +165,31 @@ def _tail(text: str, lines: int = 5, chars: int = 600) -> str:
 # ---------------------------------------------------------------- shell
 
 
-def run_shell(spec: TaskSpec) -> dict[str, Any]:
-    """``cmd && env | grep MAGNUS`` as magnus runs it; exported ``MAGNUS_PRM_`` values come back.
+def run_shell(spec: TaskSpec) -> Outputs:
+    """``cmd && env | grep MAGNUS`` as magnus runs it; exported ``MAGNUS_PRM_`` and ``MAGNUS_TRACK_``
+    values come back.
 
     The shell shares the worker's process group (the worker leads its own), so a
     timeout or cancel kills the whole tree with one ``killpg``.
     """
     command = spec.command.strip() + " && env | grep MAGNUS"
     with _log_file(spec.log_path) as log:
-        proc = subprocess.run(command, shell=True, cwd=spec.cwd, env=task_environment(spec),
+        env = task_environment(spec)
+        shim = context.magnus_shim()
+        if shim:  # a Python the command starts can `import magnus` too
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), shim) if p)
+        proc = subprocess.run(command, shell=True, cwd=spec.cwd, env=env,
                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
         log.seek(0)
         output = log.read().decode(errors="replace")
     if proc.returncode != 0:
         raise TaskError(f"shell command {_exit_text(proc.returncode)}" + _output_hint(output))
-    found: dict[str, Any] = {}
+    written: dict[str, str] = {}
     for line in output.splitlines():
-        if line.startswith(PARAMETER_PREFIX) and "=" in line:
-            key, value = line.strip().split("=", 1)
-            key = key[len(PARAMETER_PREFIX):].lower()
-            try:
-                found[key] = json.loads(value)
-            except json.JSONDecodeError:
-                found[key] = value
-    return _jsonable(changed_parameters(spec, found), "values exported by the shell command")
+        if line.startswith((PARAMETER_PREFIX, context.TRACK_PREFIX)) and "=" in line:
+            key, value = line.split("=", 1)
+            written[key.strip()] = value.strip()
+    return written_outputs(spec, written, what="values exported by the shell command")
 
 
 def _exit_text(code: int) -> str:
@@ -199,8 +227,13 @@ def _log_file(path: str | None) -> Iterator[Any]:
 # ---------------------------------------------------------------- python
 
 
-def run_python(spec: TaskSpec) -> dict[str, Any]:
+def run_python(spec: TaskSpec) -> Outputs:
     """Call ``module.function`` with arguments bound from the parameters by name.
+
+    As in magnus, the function sees the parameters as ``MAGNUS_PRM_`` variables
+    too (the interaction API reads them), and what is left in the environment
+    afterwards (``set_parameter``, ``track_this``, or ``os.environ`` written by
+    hand) is read back with the returned values (``written_outputs``).
 
     The worker is long-lived, so everything the call may change is put back
     afterwards: cwd, ``sys.path``, environment, and modules it imported (a later
@@ -214,6 +247,9 @@ def run_python(spec: TaskSpec) -> dict[str, Any]:
     try:
         os.chdir(spec.cwd)
         sys.path.insert(0, spec.cwd)
+        shim = context.magnus_shim()
+        if shim:
+            sys.path.append(shim)
         os.environ.update(task_variables(spec))
         with _log_file(spec.log_path) as log, _redirect_output(log.fileno()):
             func = _load_function(module_name, func_name)
@@ -221,9 +257,11 @@ def run_python(spec: TaskSpec) -> dict[str, Any]:
             try:
                 value = func(**kwargs)
             except BaseException as exc:  # SystemExit and KeyboardInterrupt are task failures too
-                traceback.print_exc()
+                print_task_traceback(exc)
                 raise TaskError(f"{spec.command} raised {type(exc).__name__}: {exc}") from None
-        return _returned_parameters(value, spec.command)
+        returned = {k.lower(): v for k, v in _returned_parameters(value, spec.command).items()}
+        return written_outputs(spec, context.task_writes(os.environ), returned=returned,
+                               data_catalog=_interaction_records(), what=f"values set by {spec.command}")
     finally:
         os.chdir(saved_cwd)
         sys.path[:] = saved_path
@@ -231,6 +269,32 @@ def run_python(spec: TaskSpec) -> dict[str, Any]:
         os.environ.update(saved_env)
         for name in set(sys.modules) - saved_modules:
             del sys.modules[name]
+
+
+def _interaction_records() -> list[dict[str, Any]]:
+    """Catalog entries of the task's interaction-API puts and gets (if the task used the API at all)."""
+    api = sys.modules.get("magnus_jupyter.interaction")
+    return api.drain_records() if api is not None else []
+
+
+def trimmed_traceback(tb: TracebackType | None) -> TracebackType | None:
+    """``tb`` without our frames (the runner's call, the interaction API's): the task's own are left."""
+    ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    kept = []
+    while tb is not None:
+        frame = tb.tb_frame
+        if not frame.f_code.co_filename.startswith(ours) and not frame.f_locals.get("__tracebackhide__"):
+            kept.append(tb)
+        tb = tb.tb_next
+    for first, then in zip(kept, [*kept[1:], None], strict=True):
+        first.tb_next = then
+    return kept[0] if kept else None
+
+
+def print_task_traceback(exc: BaseException) -> None:
+    """The task's traceback, to its log, with only the task's own frames."""
+    lines = traceback.format_exception(type(exc), exc, trimmed_traceback(exc.__traceback__))
+    sys.stderr.write("".join(lines))
 
 
 def _load_function(module_name: str, func_name: str) -> Callable[..., Any]:
@@ -281,7 +345,10 @@ def _returned_parameters(value: Any, command: str) -> dict[str, Any]:
     if value is None:
         return {}
     if hasattr(value, "model_dump") and not isinstance(value, type):
-        value = value.model_dump()
+        try:
+            value = value.model_dump(by_alias=True)  # magnus dumps a returned model by alias
+        except TypeError:  # a model_dump() that takes no options
+            value = value.model_dump()
     if not isinstance(value, dict):
         raise TaskError(f"{command} returned {type(value).__name__}; a task function returns a dict, "
                         "a pydantic model or None")

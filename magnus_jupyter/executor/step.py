@@ -46,6 +46,7 @@ from .engine import attempt_paths, branches_failed, run_config_of
 from .fingerprint import Fingerprints
 from .params import WriteLog, changed
 from .runlog import (
+    CATALOG_FOLDER,
     RUN_LOG_FOLDER,
     RunLogStore,
     attempt_log,
@@ -72,14 +73,19 @@ def _locked(root: Path, run_id: str) -> Iterator[dict[str, Any]]:
         store.write(indent=1)
 
 
-def init_run(root: Path, run_id: str, pipeline_file: str, parameters: dict[str, Any]) -> None:
-    """Create the run's log, as ``run_pipeline`` would at its start."""
+def init_run(root: Path, run_id: str, pipeline_file: str, parameters: dict[str, Any],
+             services: Any = None) -> None:
+    """Create the run's log, as ``run_pipeline`` would at its start; ``services``: its magnus config."""
     from ..yaml_io import load_yaml
 
     pipeline = load_yaml(root / pipeline_file)
     config = run_config_of(pipeline, root / pipeline_file, parameters, {"type": "magnus-jupyter-argo"})
-    RunLogStore.create(root, run_id, parameters, config).write(indent=1)
-    Catalog(root, run_id).ensure()
+    if services is not None:
+        config["services"] = services.as_dict()
+    store = RunLogStore.create(root, run_id, parameters, config)
+    store.data["tag"] = services.tag if services is not None else ""
+    store.write(indent=1)
+    Catalog(root, run_id, services.catalog_location if services is not None else CATALOG_FOLDER).ensure()
 
 
 def _pipeline(data: dict[str, Any]) -> Pipeline:
@@ -172,7 +178,8 @@ def execute_step(root: str | os.PathLike[str], run_id: str, internal: str, phase
         given = {**data["parameters"], **map_variable}
         iterated = {s.iterate_on for s in above if isinstance(s, Map)}  # as the engine: each value its own
         seen = {k: v for k, v in given.items() if k not in iterated}
-    status, message, record = _task(folder, run_id, step, internal, given, map_variable, seen)
+        services = (data.get("run_config") or {}).get("services")
+    status, message, record = _task(folder, run_id, step, internal, given, map_variable, seen, services, warn)
     with _locked(folder, run_id) as data:
         steps, _ = _container(data, path)
         entry = steps[internal]
@@ -183,6 +190,7 @@ def execute_step(root: str | os.PathLike[str], run_id: str, internal: str, phase
             data["run_config"].setdefault("environment", record["environment"])
         entry.update(status=status, message=message)
         if status == SUCCESS:
+            entry["user_defined_metrics"] = record["metrics"]
             entry["parameter_updates"] = record["updates"]
             data["parameters"].update(record["updates"])
     return status
@@ -296,14 +304,23 @@ def finalize_run(root: str | os.PathLike[str], run_id: str) -> tuple[str, list[s
 
 
 def _task(root: Path, run_id: str, step: Task, internal: str, given: dict[str, Any],
-          map_variable: dict[str, Any], seen: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
-    """The task's attempts, outside the lock: a long task must not hold the other pods up."""
+          map_variable: dict[str, Any], seen: dict[str, Any], recorded: dict[str, Any] | None = None,
+          warn: Callable[[str], None] | None = None) -> tuple[str, str, dict[str, Any]]:
+    """The task's attempts, outside the lock: a long task must not hold the other pods up. ``seen``: the
+    parameters its fingerprint counts; ``recorded``: the magnus config the run recorded (catalog,
+    secrets, tracker)."""
+    from ..config import MagnusConfig
+    from .context import run_context
     from .runners import run_task
 
-    catalog = Catalog(root, run_id)
-    record: dict[str, Any] = {"attempts": [], "data_catalog": [], "updates": {}}
+    services = MagnusConfig.from_dict(recorded) if recorded else MagnusConfig()
+    catalog = Catalog(root, run_id, services.catalog_location)
+    context = run_context(run_id, services.catalog_folder(root, run_id), catalog.location,
+                          run_log_path(root, run_id), services)
+    syncs = services.catalog["type"] != "do-nothing"
+    record: dict[str, Any] = {"attempts": [], "data_catalog": [], "updates": {}, "metrics": {}}
     try:
-        for pattern in (step.catalog or {}).get("get") or []:
+        for pattern in (step.catalog or {}).get("get") or [] if syncs else []:
             record["data_catalog"].extend(catalog.get(pattern))
     except (CatalogError, OSError) as exc:
         stamp = now()
@@ -320,7 +337,7 @@ def _task(root: Path, run_id: str, step: Task, internal: str, given: dict[str, A
                         parameters=given, map_variable=dict(map_variable), notebook_output_path=notebook,
                         output_cell_tag=step.output_cell_tag or "magnus_output",
                         returns=list(step.returns or []), timeout=step.timeout, log_path=log_path,
-                        attempt=number, env={"MAGNUS_RUN_ID": run_id})
+                        attempt=number, env=context.env(internal))
         start = now()
         if spec.timeout is None:
             result = run_task(spec)
@@ -337,13 +354,31 @@ def _task(root: Path, run_id: str, step: Task, internal: str, given: dict[str, A
                     item = catalog.record(file)
                     if item:
                         record["data_catalog"].append(item)
+        _track(services, run_id, internal, result.metrics, warn)
         if result.status == SUCCESS:
+            record["data_catalog"].extend(result.data_catalog)
             try:
-                for pattern in (step.catalog or {}).get("put") or []:
+                for pattern in (step.catalog or {}).get("put") or [] if syncs else []:
                     record["data_catalog"].extend(catalog.put(pattern, synced))
             except (CatalogError, OSError) as exc:
                 return FAIL, str(exc), record
             record["updates"] = changed(given, result.parameters or {})
+            record["metrics"] = dict(result.metrics)
             return SUCCESS, "", record
         message = result.message or "the task failed"
     return FAIL, message, record
+
+
+def _track(services: Any, run_id: str, internal: str, metrics: dict[str, Any],
+           warn: Callable[[str], None] | None) -> None:
+    """The task's metrics to the run's experiment tracker, as the engine publishes them."""
+    if not metrics or services.experiment_tracker["type"] == "do-nothing":
+        return
+    from .tracking import tracker_for
+
+    try:
+        tracker_for(services.experiment_tracker, run_id, services.tag).publish(metrics)
+    except Exception as exc:
+        if warn is not None:
+            warn(f"step '{internal}': the experiment tracker did not take its metrics: "
+                 f"{type(exc).__name__}: {exc}")

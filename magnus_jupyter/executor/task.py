@@ -43,3 +43,5 @@ class TaskResult:
     end_time: str = ""
     output_notebook: str | None = None
     log_path: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)  # MAGNUS_TRACK_ values: user_defined_metrics
+    data_catalog: list[dict[str, Any]] = field(default_factory=list)  # put/get through the interaction API

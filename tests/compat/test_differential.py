@@ -1,8 +1,8 @@
 """Differential test: generated pipelines run by real magnus 0.5.1 and by us give the same run.
 
 magnus 0.5.1 is installed from the package registry into a virtual environment
-of its own (a test oracle only, never a dependency), cached across sessions
-under the system temp folder, keyed by magnus' and Python's versions.
+of its own (a test oracle only, never a dependency; ``oracle.py``), cached across
+sessions under the system temp folder.
 Hypothesis generates small pipelines: stubs; shell tasks that succeed, fail,
 or export ``MAGNUS_PRM_`` values (each export its own name, so no two parallel
 branches write one parameter); parallel / map / dag nested up to two levels;
@@ -14,10 +14,7 @@ equal. The examples are derandomized so ``make test`` is repeatable.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +25,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from oracle import RUN_MAGNUS, build_oracle
 
 from magnus_jupyter.executor.engine import run_pipeline
 from magnus_jupyter.executor.params import initial_parameters
@@ -36,42 +34,12 @@ from magnus_jupyter.yaml_io import load_yaml
 
 pytestmark = pytest.mark.slow
 
-MAGNUS = "magnus==0.5.1"
-PY = f"py{sys.version_info[0]}{sys.version_info[1]}"
-ORACLE = Path(tempfile.gettempdir()) / f"magnus-jupyter-oracle-0.5.1-{PY}"
-RUN_MAGNUS = "import sys; from magnus.cli import cli; sys.argv[0] = 'magnus'; cli()"
 TIMEOUT = 120
-
-
-def _build_oracle() -> Path:
-    """A venv with magnus 0.5.1; built aside and renamed into place, so a half-built one is never used."""
-    python = ORACLE / "bin" / "python"
-    if (ORACLE / ".ready").exists():
-        return python
-    build = Path(tempfile.mkdtemp(prefix=ORACLE.name + ".build-", dir=ORACLE.parent))
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(build)], check=True, capture_output=True,
-                       timeout=TIMEOUT)
-        pip = subprocess.run([str(build / "bin" / "python"), "-m", "pip", "install", "-q", MAGNUS],
-                             capture_output=True, text=True, timeout=600)
-        if pip.returncode != 0:
-            pytest.skip(f"could not install {MAGNUS} for the differential oracle: {pip.stderr[-500:]}")
-        (build / ".ready").write_text(MAGNUS + "\n")
-        try:
-            os.rename(build, ORACLE)
-        except OSError:  # another session got there first
-            shutil.rmtree(build, ignore_errors=True)
-    finally:
-        if build.exists() and not (ORACLE / ".ready").exists():
-            shutil.rmtree(build, ignore_errors=True)
-    if not (ORACLE / ".ready").exists():
-        pytest.fail(f"the magnus oracle at {ORACLE} did not build")
-    return python
 
 
 @pytest.fixture(scope="module")
 def magnus_python() -> Path:
-    return _build_oracle()
+    return build_oracle()
 
 
 @pytest.fixture(scope="module")

@@ -231,8 +231,6 @@ def test_the_worker_gets_no_link_out_of_the_run_folder_and_writes_nothing_throug
 
 # magnus 0.5.1's YAML examples that need something magnus-jupyter does not give, with the reason.
 NOT_RUN = {
-    "concepts/simple.yaml": "imports magnus (its Python API)",
-    "concepts/notebook_api_parameters.yaml": "imports magnus (its Python API)",
     "retry-fixed.yaml": "a stub's catalog put: needs magnus' --use-cached re-run of retry-fail",
     "executors/step_overrides_container.yaml": "needs the local-container config's environment",
     "executors/local-container-override.yaml": "a config file, not a pipeline",
@@ -240,6 +238,7 @@ NOT_RUN = {
 }
 # The parameters file magnus' own tests/test_examples.py gives each example.
 PARAMETERS = {
+    "concepts/notebook_api_parameters.yaml": "concepts/parameters.yaml",
     "concepts/notebook_env_parameters.yaml": "concepts/parameters.yaml",
     "concepts/notebook_native_parameters.yaml": "concepts/parameters.yaml",
     "concepts/task_shell_parameters.yaml": "parameters_initial.yaml",

@@ -182,3 +182,27 @@ def test_the_stop_button_of_a_background_run_stops_it(tmp_path: Path) -> None:
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+@pytest.mark.slow
+def test_pipeline_execute_in_a_notebook_shows_the_dag_widget_and_returns_the_run_log(tmp_path: Path) -> None:
+    """magnus' SDK call, `Pipeline.execute()`, run in a kernel: the live DAG widget, then the run log."""
+    (tmp_path / "tasks.py").write_text("def square(x):\n    return {'y': x * x}\n")
+    (tmp_path / "params.yaml").write_text("x: 3\n")
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        reply, outputs = _execute(client, textwrap.dedent("""
+            from magnus_jupyter import Pipeline, Task
+            task = Task(name="square", command="tasks.square", terminate_with_success=True)
+            log = Pipeline(steps=[task], start_at=task).execute(parameters_file="params.yaml", run_id="nb")
+            print(log.status, log.parameters["y"])
+        """))
+        assert reply["status"] == "ok", reply
+        assert any(WIDGET in m["content"].get("data", {}) for m in outputs if m["msg_type"] == "display_data")
+        printed = "".join(m["content"]["text"] for m in outputs if m["msg_type"] == "stream")
+        assert "SUCCESS 9" in printed, printed
+        run_log = json.loads((tmp_path / ".run_log_store" / "nb.json").read_text())
+        assert run_log["parameters"] == {"x": 3, "y": 9}
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)

@@ -29,3 +29,12 @@ def test_core_model_yaml_and_sdk_stay_free_of_jupyter() -> None:
             "magnus_jupyter.yaml_io.load_yaml('notebooks/pipeline.yaml')")
     loaded = _loaded_after(code)
     assert not {m for m in loaded if m.split(".")[0] in HEAVY}
+
+
+def test_the_interaction_api_and_config_load_no_pydantic_or_mlflow() -> None:
+    """What a task imports (`import magnus` in a task is this) and what reads configs stays light:
+    pydantic, mlflow and dotenv load only where a user's code or an mlflow tracker needs them."""
+    loaded = _loaded_after("import magnus_jupyter\nmagnus_jupyter.get_parameter, magnus_jupyter.Pipeline\n"
+                           "import magnus_jupyter.config, magnus_jupyter.executor.entrypoints, "
+                           "magnus_jupyter.executor.shim.magnus")
+    assert not {m for m in loaded if m.split(".")[0] in (*HEAVY, "pydantic", "mlflow", "dotenv")}
