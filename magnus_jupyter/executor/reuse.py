@@ -48,8 +48,10 @@ NO_EARLIER_RUN = "no earlier run"
 
 
 def catalog_folder_of(run_log: Mapping[str, Any], cwd: Path) -> Path:
-    """Where a run's catalog files are."""
-    return cwd / CATALOG_FOLDER / str(run_log.get("run_id", ""))
+    """Where a run's catalog files are: its magnus config's catalog_location, else ``.catalog``."""
+    services = (run_log.get("run_config") or {}).get("services") or {}
+    location = ((services.get("catalog") or {}).get("config") or {}).get("catalog_location")
+    return cwd / (location or CATALOG_FOLDER) / str(run_log.get("run_id", ""))
 
 
 @dataclass(frozen=True)
