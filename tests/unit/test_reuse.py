@@ -466,3 +466,36 @@ def test_the_widget_shows_a_reused_task_with_the_run_it_came_from(folder: Folder
     notebook, log = snapshot.outputs["a"]
     assert log == str(first.catalog_path / "a.execution.log") and Path(log).is_file()
     assert result.ok
+
+
+def test_a_config_s_catalog_location_and_pipeline_execute_reuse(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """run -c CONFIG --reuse finds the earlier run's files where its catalog_location put them; the
+    SDK's Pipeline.execute(reuse=True) reuses like run --reuse; a mocked task is not fingerprinted."""
+    from magnus_jupyter import Pipeline, Task
+
+    Folder(tmp_path, None)  # type: ignore[arg-type]  # its files: data/raw.csv, steps.py
+    (tmp_path / "p.yaml").write_text(textwrap.dedent(PIPELINE))
+    (tmp_path / "c.yaml").write_text("catalog: {type: file-system, config: {catalog_location: store}}\n")
+    first = cli(tmp_path, "run", "p.yaml", "-c", "c.yaml", "--param", "alpha=1", "--run-id", "one", "--quiet")
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "store" / "one" / "out.txt").is_file()
+    again = cli(tmp_path, "run", "p.yaml", "-c", "c.yaml", "--param", "alpha=1", "--run-id", "two", "--quiet",
+                "--reuse")
+    assert again.returncode == 0, again.stderr
+    assert "reused: 3 tasks; ran: 1" in again.stdout
+    assert (tmp_path / "store" / "two" / "out.txt").read_text() == "x\n1\n"
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "calls.txt").write_text("")
+    sdk = Pipeline(steps=[Task("s", "echo s >> calls.txt", "shell")])
+    assert sdk.execute(log_level="ERROR").status == "SUCCESS"
+    log = sdk.execute(log_level="ERROR", reuse=True)
+    assert log["steps"]["s"]["reused_from"] and (tmp_path / "calls.txt").read_text().split() == ["s"]
+
+    (tmp_path / "m.yaml").write_text("executor:\n  type: mocked\n")
+    mocked = cli(tmp_path, "run", "p.yaml", "-c", "m.yaml", "--param", "alpha=1", "--run-id", "mock",
+                 "--quiet")
+    assert mocked.returncode == 0, mocked.stderr
+    steps = json.loads((tmp_path / ".run_log_store" / "mock.json").read_text())["steps"]
+    assert steps["a"]["mock"] is True and "fingerprint" not in steps["a"]
