@@ -451,15 +451,12 @@ class _Engine:
         return decision
 
     def _adopt(self, step: Task, scope: _Scope, entry: dict[str, Any], reused: dict[str, Any]) -> None:
-        """An earlier result becomes this step's log; its updates merge, its notebook is published."""
+        """An earlier result becomes this step's log (as that run made it); its updates merge, its
+        notebook is published."""
         with self.store.lock:
-            gets = [e for e in entry["data_catalog"] if e.get("stage") == "get"]
             entry.clear()
             entry.update(reused)
             entry["status"] = "PROCESSING"  # until step() sets it, as for any step
-            if gets:  # this run's own gets (equal content): the reused log keeps its own
-                others = [e for e in entry["data_catalog"] if e.get("stage") != "get"]
-                entry["data_catalog"] = [*gets, *others]
         self.store.touch()
         self._merge(dict(reused.get("parameter_updates") or {}), scope)
         attempts = len(reused.get("attempts") or ()) or 1
