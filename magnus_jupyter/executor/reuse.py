@@ -25,7 +25,6 @@ the first difference from the nearest earlier successful attempt.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 import shutil
@@ -36,10 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ExecutionError
+from ..history.store import RunFile, RunLogError, read_run_file, run_files
 from ..model import Pipeline, Task
 from .catalog import Catalog, data_hash
 from .fingerprint import differences
-from .runlog import CATALOG_FOLDER, RUN_LOG_FOLDER, iter_steps
+from .runlog import CATALOG_FOLDER, iter_steps
 from .task import SUCCESS
 
 log = logging.getLogger(__name__)
@@ -104,23 +104,20 @@ class EarlierRuns:
         self.cwd = Path(cwd)
         self._lock = threading.Lock()
         self._runs: list[_Run] = []
-        self._pending: list[Path] = []
+        self._pending: list[RunFile] = []
         if run_log is not None:
             self._runs.append(_Run(run_log, self.cwd))
         else:
-            self._pending = _newest_first(self.cwd / RUN_LOG_FOLDER, exclude)
+            self._pending = _newest_first(self.cwd, exclude)
 
     def _run(self, index: int) -> _Run | None:
         with self._lock:
             while len(self._runs) <= index and self._pending:
-                path = self._pending.pop(0)
+                record = self._pending.pop(0)
                 try:
-                    data = json.loads(path.read_text(encoding="utf-8"))
-                except (OSError, UnicodeDecodeError, ValueError):
-                    log.debug("run log %s not readable, left out of reuse", path, exc_info=True)
-                    continue
-                if isinstance(data, dict) and isinstance(data.get("steps"), dict):
-                    self._runs.append(_Run(data, self.cwd))
+                    self._runs.append(_Run(read_run_file(record), self.cwd))
+                except RunLogError:  # half written, removed meanwhile, another tool's: not a candidate
+                    log.debug("run log %s left out of reuse", record.path, exc_info=True)
             return self._runs[index] if index < len(self._runs) else None
 
     def runs(self) -> Iterator[_Run]:
@@ -143,24 +140,17 @@ class EarlierRuns:
         return any(internal in run.tasks for run in self.runs())
 
 
-def _newest_first(folder: Path, exclude: str) -> list[Path]:
-    found: list[tuple[int, str, Path]] = []
+def _newest_first(cwd: Path, exclude: str) -> list[RunFile]:
+    """The folder's run records (magnus' chunked ones too), the last written first."""
     try:
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.name.endswith(".json") and not entry.name.startswith(".") \
-                        and entry.name[:-5] != exclude:
-                    try:
-                        found.append((entry.stat().st_mtime_ns, entry.name, Path(entry.path)))
-                    except OSError:
-                        continue
-    except OSError:
+        records = [r for r in run_files(cwd) if r.run_id != exclude]
+    except RunLogError:
         return []
-    return [path for _, _, path in sorted(found, reverse=True)]
+    stamped = [(key[3], r.run_id, r) for r in records if (key := r.stat_key()) is not None]
+    return [r for _, _, r in sorted(stamped, key=lambda s: (s[0], s[1]), reverse=True)]
 
 
-def bring(earlier: Earlier, internal: str, step: Task, catalog: Catalog, cwd: Path
-          ) -> tuple[dict[str, Any] | None, str]:
+def bring(earlier: Earlier, step: Task, catalog: Catalog, cwd: Path) -> tuple[dict[str, Any] | None, str]:
     """A copy of the earlier step log, its catalog files copied into ``catalog`` and the files it put
     back in the run folder where they differ; or None and why not (a catalog file is gone)."""
     entry = copy.deepcopy(earlier.entry)
@@ -254,7 +244,7 @@ class Reuse:
                 continue
             if old is not None and old.get("digest") != fingerprint["digest"]:
                 continue
-            entry, why = bring(earlier, internal, step, catalog, self.cwd)
+            entry, why = bring(earlier, step, catalog, self.cwd)
             if entry is not None:
                 return Decision(reused=entry)
             gone = gone or f"its result in run {earlier.run_id} cannot be reused: {why}"
@@ -281,7 +271,7 @@ class Reuse:
             return Decision(reason=selection.reason)
         why = ""
         for earlier in self.earlier.succeeded(internal):
-            entry, why = bring(earlier, internal, step, catalog, self.cwd)
+            entry, why = bring(earlier, step, catalog, self.cwd)
             if entry is None:
                 continue
             old = earlier.fingerprint  # kept in the reused log: the result is that fingerprint's
