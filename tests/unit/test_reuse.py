@@ -499,3 +499,16 @@ def test_a_config_s_catalog_location_and_pipeline_execute_reuse(tmp_path: Path,
     assert mocked.returncode == 0, mocked.stderr
     steps = json.loads((tmp_path / ".run_log_store" / "mock.json").read_text())["steps"]
     assert steps["a"]["mock"] is True and "fingerprint" not in steps["a"]
+
+
+def test_a_map_iteration_from_needs_but_never_ran_fails_naming_it(tmp_path: Path, slots: TaskSlots) -> None:
+    """Map iterations are known only when the map runs: one --from would reuse but that never
+    succeeded fails there (the checks before the run cover the names known before it)."""
+    folder = Folder(tmp_path, slots, PARTS)
+    folder.run(parameters={"items": [1, 2]})
+    result = folder.run(parameters={"items": [1, 2, 3]}, from_step="z")
+    assert not result.ok and folder.calls == []
+    new = tasks(result)["m.3.w"]
+    assert new["status"] == "FAIL"
+    assert new["message"] == "--from 'z': 'm.3.w' has no earlier successful run to reuse"
+    assert tasks(result)["m.1.w"]["reused_from"]
