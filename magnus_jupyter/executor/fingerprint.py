@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ..model import CATALOG_FOLDER, RUN_LOG_FOLDER, Task
+from .catalog import data_hash
 
 DEFINITION = ("command_type", "command", "returns", "output_cell_tag", "catalog", "inputs")
 SHORT_VALUE = 64  # parameter values up to this many characters of JSON are kept as they are, for messages
@@ -113,14 +114,10 @@ class Fingerprints:
     def file_digest(self, path: Path) -> str | None:
         """The file's sha256 (as the data catalog records it), or None when it cannot be read."""
         def read(p: Path) -> str | None:
-            sha = hashlib.sha256()
             try:
-                with open(p, "rb") as fh:
-                    for block in iter(lambda: fh.read(1 << 20), b""):
-                        sha.update(block)
+                return data_hash(p)
             except OSError:
                 return None
-            return sha.hexdigest()
 
         return self._cached(path, read)
 

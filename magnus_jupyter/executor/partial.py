@@ -66,7 +66,7 @@ class Selection:
             order = self._orders[id(graph)] = walk_order(graph)
         return order
 
-    def needed(self) -> Iterator[tuple[str, Task]]:
+    def needed(self) -> Iterator[str]:
         """Tasks with names known before the run (outside map steps) on the way from ``start_at`` along
         ``next`` that this selection does not run: their earlier results must exist."""
         stack: list[tuple[Pipeline, str, Trail]] = [(self.pipeline, "", ())]
@@ -77,7 +77,7 @@ class Selection:
                 internal = join_name(prefix, name)
                 if isinstance(step, Task):
                     if step.cache is not False and not self.runs(trail + ((name, ""),)):
-                        yield internal, step
+                        yield internal
                 elif isinstance(step, Parallel | Dag):
                     for key, branch in step.branches().items():
                         stack.append((branch, join_name(internal, key), trail + ((name, key),)))

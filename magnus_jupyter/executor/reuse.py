@@ -39,6 +39,7 @@ from ..history.store import RunFile, RunLogError, read_run_file, run_files
 from ..model import Pipeline, Task
 from .catalog import Catalog, data_hash
 from .fingerprint import differences
+from .partial import Selection
 from .runlog import CATALOG_FOLDER, iter_steps
 from .task import SUCCESS
 
@@ -223,11 +224,11 @@ class Reuse:
     """Decides, per task, between reusing an earlier result and running it (see the module's notes)."""
 
     def __init__(self, earlier: EarlierRuns, cwd: Path, *, by_name: bool = False,
-                 selection: Any = None) -> None:
+                 selection: Selection | None = None) -> None:
         self.earlier = earlier
         self.cwd = cwd
         self.by_name = by_name  # a retry: a step logged without a fingerprint is reused by its name
-        self.selection = selection  # partial.Selection for --from / --only
+        self.selection = selection  # --from / --only
 
     def decide(self, step: Task, internal: str, trail: tuple[tuple[str, str], ...],
                fingerprint: dict[str, Any], environment: dict[str, Any] | None, catalog: Catalog) -> Decision:
@@ -249,10 +250,10 @@ class Reuse:
                 return Decision(reused=entry)
             gone = gone or f"its result in run {earlier.run_id} cannot be reused: {why}"
             warning = warning or f"step '{internal}' succeeded in run {earlier.run_id} but runs again: {why}"
-        reason = self.reason(internal, fingerprint, environment, nearest, gone)
+        reason = self._reason(internal, fingerprint, environment, nearest, gone)
         return Decision(reason=reason, warning=warning)
 
-    def reason(self, internal: str, fingerprint: dict[str, Any], environment: dict[str, Any] | None,
+    def _reason(self, internal: str, fingerprint: dict[str, Any], environment: dict[str, Any] | None,
                nearest: Earlier | None, gone: str = "") -> str:
         """Why the task runs: the first difference from the nearest earlier successful attempt."""
         if nearest is None:
@@ -267,6 +268,7 @@ class Reuse:
                  fingerprint: dict[str, Any], environment: dict[str, Any] | None,
                  catalog: Catalog) -> Decision:
         selection = self.selection
+        assert selection is not None
         if selection.runs(trail + ((step.name, ""),)):
             return Decision(reason=selection.reason)
         why = ""
@@ -298,11 +300,9 @@ def plan(pipeline: Pipeline, cwd: Path, *, reuse: bool = False, from_step: str |
         if reuse:
             raise ExecutionError("--reuse does not go with --from or --only: those reuse every step they "
                                  "do not run")
-        from .partial import Selection
-
         selection = Selection(pipeline, from_step, only or ())
         earlier = EarlierRuns(cwd)
-        for internal, _ in selection.needed():
+        for internal in selection.needed():
             if next(earlier.succeeded(internal), None) is None:
                 option = selection.flag.split()[0]
                 raise ExecutionError(f"{selection.flag}: step '{internal}' would be reused, but no earlier "
