@@ -56,7 +56,8 @@ def explain(run_id: str, name: str, cwd: str | os.PathLike[str] | None = None) -
     environment = (run_log.get("run_config") or {}).get("environment")
     out.extend(f"  {line}" for line in parts(fingerprint, environment))
     if step.get("reused_from"):
-        out.append(f"reused from run {step['reused_from']}: the same fingerprint")
+        out.append(f"reused from run {step['reused_from']}: the fingerprint above is the one its result "
+                   "was made with")
         return out
     attempts = step.get("attempts") or [{}]
     started = str(attempts[0].get("start_time", "")) or None

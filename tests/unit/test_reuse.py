@@ -378,7 +378,7 @@ def test_the_command_line_reuses_prints_why_and_explains(tmp_path: Path) -> None
     assert lines[-2:] == ["compared with run one, the nearest earlier success:",
                           "  catalog file out.txt changed"]
     reused = cli(tmp_path, "why", "two", "c").stdout.splitlines()
-    assert reused[-1] == "reused from run one: the same fingerprint"
+    assert reused[-1] == "reused from run one: the fingerprint above is the one its result was made with"
     assert "no earlier successful run" in cli(tmp_path, "why", "one", "a").stdout
 
     for args, message in [
