@@ -7,6 +7,7 @@
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, InputDialog, MainAreaWidget, showErrorMessage } from '@jupyterlab/apputils';
 import { EditorExtensionRegistry, IEditorExtensionRegistry } from '@jupyterlab/codemirror';
+import { PageConfig } from '@jupyterlab/coreutils';
 import { DocumentRegistry } from '@jupyterlab/docregistry';
 import { INotebookModel, INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 import { OutputArea, OutputAreaModel } from '@jupyterlab/outputarea';
@@ -18,7 +19,15 @@ import { DisposableSet } from '@lumino/disposable';
 import { isRecordDocument, MagnusDrive } from './drive';
 import { magnusHighlight } from './highlight';
 import { exportYamlCode, isMagnusLoaded, runFromCode } from './kernel';
-import { interceptLinks, landOnLinkedCell, notebookOf, OUTPUT_PANEL_PREFIX, recordKernelPreference } from './open';
+import {
+  interceptLinks,
+  landOnLinkedCell,
+  notebookOf,
+  openAddressed,
+  OUTPUT_PANEL_PREFIX,
+  recordKernelPreference,
+  takeAddressedRecord
+} from './open';
 
 const PLUGIN_ID = 'magnus-jupyter-labextension:plugin';
 
@@ -136,6 +145,13 @@ function activate(
   const reportOpen = (error: unknown): void => void showErrorMessage('Open task output', error as Error);
   interceptLinks(app, tracker, reportOpen);
   landOnLinkedCell(app, tracker, reportOpen);
+  // A page whose address names a record (a reload while a record was the current tab): taken from
+  // Lab's file browser, which cannot open it (a JupyterLab bug, open.ts), and opened here. Plugins
+  // activate before Lab routes the address, so the file browser never sees it.
+  const addressed = takeAddressedRecord(PageConfig);
+  if (addressed !== null) {
+    openAddressed(app, addressed).catch(reportOpen);
+  }
 
   const notifyAll = (): void => COMMANDS.forEach(c => commands.notifyCommandChanged(c.id));
   const state = new LoadedState(notifyAll);

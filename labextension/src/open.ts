@@ -64,6 +64,33 @@ export function recordKernelPreference(
   return { ...preference, shouldStart: false, canStart: false, autoStartDefault: false };
 }
 
+/** The page's configuration as JupyterLab's PageConfig keeps it (index.ts hands PageConfig in). */
+export interface IPageOptions {
+  getOption(name: string): string;
+  setOption(name: string, value: string): string;
+}
+
+/**
+ * The run record a Lab page's address names, taken out of the page's configuration; null when the
+ * address names no record. While a record is the current tab, Lab's address is
+ * `/lab/.../tree/magnus:<path>`; a reload (or the address shared) opens it.
+ *
+ * Works around a JupyterLab 4 bug: on load, the default file browser opens the address's
+ * document (`treePath`) with `filebrowser:open-path`, which reads `.model` of the file browser
+ * of the path's drive without checking that there is one; no file browser shows the magnus drive,
+ * so every reload with a record current showed "Cannot open: Cannot read properties of
+ * undefined (reading 'model')" (filebrowser-extension's getBrowserForPath returns undefined).
+ * The file browser gets an empty `treePath` instead; the caller opens the record (openAddressed).
+ */
+export function takeAddressedRecord(page: IPageOptions): string | null {
+  const path = page.getOption('treePath');
+  if (!path.startsWith(`${DRIVE_NAME}:`)) {
+    return null;
+  }
+  page.setOption('treePath', '');
+  return path;
+}
+
 /** Whether the application shows one document per browser tab (Notebook 7), so a link opens a new tab. */
 export function opensInNewTab(appName: string): boolean {
   return appName === 'Jupyter Notebook';
@@ -293,6 +320,19 @@ export async function openLink(app: JupyterFrontEnd, link: IMagnusLink, serverPa
     await widget.context.revert(); // a re-run rewrote the file: show this run's cells
   }
   await showCell(app, widget, link.cell);
+}
+
+/**
+ * Open the record a Lab page's address named (takeAddressedRecord) once Lab has restored its
+ * tabs, as Lab opens any other address: the current tab, the record read-only with no kernel.
+ */
+export async function openAddressed(app: JupyterFrontEnd, path: string): Promise<void> {
+  await app.restored;
+  try {
+    await app.commands.execute('docmanager:open', { path, kernelPreference: { shouldStart: false } });
+  } catch (error) {
+    throw new Error(openFailure(path.slice(DRIVE_NAME.length + 1), error));
+  }
 }
 
 /**

@@ -11,7 +11,8 @@ import {
   opensInNewTab,
   parseLink,
   recordKernelPreference,
-  resolvePath
+  resolvePath,
+  takeAddressedRecord
 } from '../src/open';
 
 /** Attributes as the DOM hands them over (HTML entities already decoded). */
@@ -137,6 +138,33 @@ describe('a run record never has a kernel', () => {
       autoStartDefault: false
     });
     expect(recordKernelPreference({})).toMatchObject({ shouldStart: false, canStart: false });
+  });
+});
+
+describe("a page whose address names a record: Lab's file browser never gets it", () => {
+  /** A page configuration as PageConfig keeps one: options by name, '' when unset. */
+  const pageOptions = (options: Record<string, string>) => ({
+    options,
+    getOption: (name: string): string => options[name] ?? '',
+    setOption: (name: string, value: string): string => {
+      const old = options[name] ?? '';
+      options[name] = value;
+      return old;
+    }
+  });
+
+  it('takes a record on the magnus drive out of the tree path, to open it itself', () => {
+    const page = pageOptions({ treePath: 'magnus:nb/.catalog/run-1/Train.bad_out.ipynb', mode: 'multiple-document' });
+    expect(takeAddressedRecord(page)).toBe('magnus:nb/.catalog/run-1/Train.bad_out.ipynb');
+    expect(page.options).toEqual({ treePath: '', mode: 'multiple-document' });
+  });
+
+  it('leaves any other address to Lab', () => {
+    for (const treePath of ['', 'nb/driver.ipynb', 'nb/.catalog/run-1/a_out.ipynb', 'other:nb/magnus:x.ipynb']) {
+      const page = pageOptions({ treePath });
+      expect(takeAddressedRecord(page)).toBeNull();
+      expect(page.options.treePath).toBe(treePath);
+    }
   });
 });
 

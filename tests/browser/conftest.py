@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -238,20 +239,43 @@ def browser() -> Iterator[Browser]:
             chromium.close()
 
 
+_TOKEN = re.compile(r"token=\w+")
+
+
+def _record_console(page: Page, lines: list[str], start: float) -> None:
+    """Append what ``page`` logs, throws and navigates to ``lines`` (seconds since ``start``): kept
+    in test-artifacts, where a test that fails now and then shows why."""
+    where = f"page {len(page.context.pages)}"
+
+    def add(text: str) -> None:
+        lines.append(f"{time.monotonic() - start:8.2f} {where} {_TOKEN.sub('token=...', text)}")
+
+    page.on("console", lambda message: add(f"{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: add(f"pageerror: {error.stack or error}"))
+    page.on("framenavigated", lambda frame: add(f"at {frame.url}") if frame == page.main_frame else None)
+
+
 @pytest.fixture
 def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """A fresh browser context and page per test; a screenshot is kept if the test fails."""
+    """A fresh browser context and page per test; its pages' consoles are kept, and a screenshot if
+    the test fails."""
     failed_shot = ARTIFACTS / f"{request.node.name}-FAILED.png"
     failed_shot.unlink(missing_ok=True)  # the artifacts show the latest run only
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(30_000)
+    console: list[str] = []
+    start = time.monotonic()
+    # every page of the context (Notebook 7 opens links in new tabs): what its console said
+    context.on("page", lambda opened: _record_console(opened, console, start))
     tab = context.new_page()
     try:
         yield tab
     finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / f"{request.node.name}-console.log").write_text("\n".join(console) + "\n",
+                                                                    encoding="utf-8")
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
-            ARTIFACTS.mkdir(exist_ok=True)
             try:
                 tab.screenshot(path=str(failed_shot), full_page=True)
             except Exception as exc:  # a crashed page must not hide the test's own failure

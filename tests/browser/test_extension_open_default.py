@@ -45,6 +45,14 @@ def _wait_saved(lab: Lab, workspace: str, texts: list[str]) -> None:
         time.sleep(0.2)  # polling interval, not an assertion
 
 
+def _wait_restored(page: Page) -> None:
+    """Wait until Lab has restored the page: its file browser has opened the page's address. It keeps
+    ``jp-mod-restoring`` until then, and while an error it met is on screen: a dialog ends the wait too."""
+    page.wait_for_function("""() => window.jupyterapp !== undefined
+        && (document.querySelector('#filebrowser:not(.jp-mod-restoring)') !== null
+            || document.querySelector('.jp-Dialog') !== null)""", timeout=OPENED)
+
+
 def test_a_failed_node_opens_its_notebook_in_a_default_lab(default_lab: Lab, page: Page,
                                                            artifacts: Path) -> None:
     folder = default_lab.root / FOLDER
@@ -76,9 +84,14 @@ def test_a_failed_node_opens_its_notebook_in_a_default_lab(default_lab: Lab, pag
     assert_no_record_kernels(default_lab, kernels)
     # a reload: Lab restores the open tabs, the records among them, and still starts no kernel for them
     _wait_saved(default_lab, "open-default", [f"magnus:{FOLDER}/{path}", "good"])
+    # the page's address names the current tab, a record on the magnus drive: Lab's file browser
+    # opens that address on a reload, and its open-path failed for a drive it does not show
+    assert re.search(r"/tree/magnus(:|%3A)", page.url), page.url
     page.reload()
     tabs = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab")
     expect(tabs.filter(has_text=name)).to_have_count(1, timeout=OPENED)
+    _wait_restored(page)
+    expect(page.get_by_role("dialog")).to_have_count(0)
     wait_session_settled(page)
     assert_no_record_kernels(default_lab, kernels)
     page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab").filter(has_text=name).click()
@@ -90,3 +103,15 @@ def test_a_failed_node_opens_its_notebook_in_a_default_lab(default_lab: Lab, pag
     expect(dialog).to_have_count(1)
     expect(dialog).to_contain_text(re.compile("read-only", re.IGNORECASE))
     page.screenshot(path=str(artifacts / "lab-default-save-refused.png"))
+
+    # the record's address given to a Lab with none of these tabs (a link shared, a bookmark): it opens
+    page.goto(f"{default_lab.url}/lab/workspaces/open-default-address/tree/magnus:{FOLDER}/{path}"
+              f"?token={default_lab.token}", timeout=OPENED)
+    expect(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.jp-mod-current")).to_contain_text(
+        name, timeout=OPENED)
+    _wait_restored(page)
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    opened = page.evaluate("() => window.jupyterapp.shell.currentWidget.context.path")
+    assert opened == f"magnus:{FOLDER}/{path}", opened
+    wait_session_settled(page)
+    assert_no_record_kernels(default_lab, kernels)

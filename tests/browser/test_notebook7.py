@@ -4,7 +4,8 @@ Notebook 7 runs JupyterLab's plugins (ours among them) in a shell of its own tha
 document per browser tab: a link opens the record in a new tab. A default ``jupyter notebook``
 (no allow_hidden) on 127.0.0.1 runs a pipeline whose ``bad`` branch raises; a click on the
 failed node must open a tab with the record read-only through the magnus drive, its failing
-cell active and in view, and the server must show no kernel for any record opened.
+cell active and in view, and the server must show no kernel for any record opened. The driver,
+saved and reopened once its kernel is gone, shows the run's static final picture.
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ import nbformat
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from magnus_jupyter.widget.picture import NODE_FILL
+
 from .conftest import Lab
 from .test_extension_open import OPENED, RUN, _pipeline, assert_no_record_kernels, wait_session_settled
-from .test_lab import KERNEL_START, _run_all
+from .test_lab import KERNEL_START, _rgb, _run_all
+from .test_widget_states import _STATES_JS, NOT_FOUND, WIDGET, _final, _save_and_read, _shutdown
 
 pytestmark = pytest.mark.slow
 
 FOLDER = "nb7_open"
+SAVED = "nb7_saved"
 
 # The one document of a Notebook 7 page, read in one go: its path, whether it may be written,
 # its active cell and whether that cell is inside the visible part of the page.
@@ -101,16 +106,22 @@ def _open_in_new_tab(page: Page, link: Locator) -> Page:
     return record
 
 
-def test_a_failed_node_opens_its_record_at_the_failing_cell_without_a_kernel(
-        notebook7: Lab, page: Page, artifacts: Path) -> None:
-    folder = notebook7.root / FOLDER
-    _pipeline(folder, run=True)
-    page.goto(_page(notebook7, "notebooks", f"{FOLDER}/driver.ipynb"), timeout=KERNEL_START)
+def _run_driver(server: Lab, page: Page, path: str) -> Locator:
+    """Open the driver notebook ``path`` in Notebook 7, run all its cells (its pipeline fails in the
+    bad branch) and return the output of its run cell."""
+    page.goto(_page(server, "notebooks", path), timeout=KERNEL_START)
     page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=KERNEL_START)
     _wait_kernel_idle(page)
     _run_all(page)  # Run > Run All Cells: Notebook 7's menu is Lab's
     _wait_all_ran(page, 3)
-    output = page.locator(".jp-NotebookPanel .jp-CodeCell").nth(2).locator(".jp-OutputArea").first
+    return page.locator(".jp-NotebookPanel .jp-CodeCell").nth(2).locator(".jp-OutputArea").first
+
+
+def test_a_failed_node_opens_its_record_at_the_failing_cell_without_a_kernel(
+        notebook7: Lab, page: Page, artifacts: Path) -> None:
+    folder = notebook7.root / FOLDER
+    _pipeline(folder, run=True)
+    output = _run_driver(notebook7, page, f"{FOLDER}/driver.ipynb")
     failed = output.locator('svg[id^="magnus-dag-"] a[data-magnus-cell]')
     expect(failed).to_have_count(1, timeout=RUN)
     path, cell_attr = failed.get_attribute("data-magnus-path"), failed.get_attribute("data-magnus-cell")
@@ -138,3 +149,41 @@ def test_a_failed_node_opens_its_record_at_the_failing_cell_without_a_kernel(
     assert_no_record_kernels(notebook7, driver_kernels)
     other.close()
     tab.close()
+
+
+def test_a_saved_notebook_reopened_shows_the_final_picture(notebook7: Lab, page: Page,
+                                                            artifacts: Path) -> None:
+    """A notebook that ran a pipeline (its bad branch failed), saved in Notebook 7 and reopened after
+    its kernel was shut down: the run's widget models are gone with that kernel, and the page shows
+    the static final picture (the coloured DAG, the bars, the summary), never "model not found"."""
+    folder = notebook7.root / SAVED
+    _pipeline(folder, run=True)
+    driver = f"{SAVED}/driver.ipynb"
+    output = _run_driver(notebook7, page, driver)
+    live = _final(page, output, RUN)
+    assert live["widget"] == 0 and live["bars"], f"the run did not end with the final picture: {live}"
+    nb = _save_and_read(page, folder / "driver.ipynb", 2)
+    assert not [out for out in nb.cells[2].outputs if WIDGET in out.get("data", {})], nb.cells[2].outputs
+    page.goto("about:blank")  # the tab closed, then its kernel shut down: the run's widget models are gone
+    _shutdown(notebook7, driver)
+    sessions: list[dict[str, Any]] = notebook7.api("/api/sessions")  # type: ignore[assignment]
+    assert not [session for session in sessions if session["path"] == driver], sessions
+
+    # reopened as a user reopens it (Notebook 7 starts a fresh kernel for the page, which knows
+    # nothing of the run's widgets)
+    page.goto(_page(notebook7, "notebooks", driver), timeout=KERNEL_START)
+    panel = page.locator(".jp-NotebookPanel")
+    run = panel.locator(".jp-CodeCell").nth(2).locator(".jp-OutputArea").first
+    drawing = run.locator('svg[id^="magnus-dag-"]')
+    expect(drawing).to_be_visible(timeout=KERNEL_START)
+    expect(drawing.locator('g.node[data-state="failed"]')).to_have_count(1)
+    expect(run.locator('img[id$="-copy"]')).to_be_hidden()  # signed at save (trusted): the linked drawing
+    wait_session_settled(page)  # the page's session has started: a widget view would now find no model
+    expect(panel.get_by_text(NOT_FOUND)).to_have_count(0)
+    state = run.evaluate(_STATES_JS)
+    failed = [node for node in state["nodes"].values() if node["state"] == "failed"]
+    assert len(failed) == 1 and failed[0]["fill"] == _rgb(NODE_FILL["failed"]), state["nodes"]
+    # the pipeline's bar and the bad branch's say failed, the good branch's succeeded
+    assert sorted(bar[0] for bar in state["bars"]) == ["failed", "failed", "success"], state["bars"]
+    assert "failed at" in state["text"] and "FAIL" in state["text"], state["text"]
+    run.screenshot(path=str(artifacts / "nb7-widget-reopened.png"))

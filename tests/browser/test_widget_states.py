@@ -79,6 +79,19 @@ def _run_log(folder: Path, status: str) -> dict[str, Any]:
     return log
 
 
+def _save_and_read(page: Page, saved: Path, cell: int) -> nbformat.NotebookNode:
+    """Save the page's notebook as its user would (Lab's and Notebook 7's save command) and read the
+    file once its cell ``cell`` holds a display_data output (the picture a run leaves)."""
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    deadline = time.monotonic() + 30
+    while True:
+        nb = nbformat.read(saved, as_version=4)
+        if any(out.get("output_type") == "display_data" for out in nb.cells[cell].get("outputs", [])):
+            return nb
+        assert time.monotonic() < deadline, f"the notebook was not saved: {saved}"
+        time.sleep(0.2)  # polling interval, not an assertion
+
+
 def test_a_failed_run_and_its_retry_show_failed_cancelled_and_reused(lab: Lab, page: Page,
                                                                        artifacts: Path) -> None:
     folder = lab.root / "states"
@@ -131,14 +144,7 @@ def test_a_failed_run_and_its_retry_show_failed_cancelled_and_reused(lab: Lab, p
     assert state["bars"][0] == ["success", 2, 2] and "1 reused" in state["text"]
 
     # saved as Lab saves it: the file keeps the pictures, no widget view that would find no model
-    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
-    saved = folder / "states.ipynb"
-    deadline = time.monotonic() + 30
-    while not any(out.get("output_type") == "display_data"
-                  for out in nbformat.read(saved, as_version=4).cells[5].get("outputs", [])):
-        assert time.monotonic() < deadline, "Lab did not save the notebook"
-        time.sleep(0.2)
-    nb = nbformat.read(saved, as_version=4)
+    nb = _save_and_read(page, folder / "states.ipynb", 5)
     shown = [out for cell in nb.cells for out in cell.get("outputs", [])
              if out.get("output_type") == "display_data"]
     assert len(shown) == 2 and not [out for out in shown if WIDGET in out["data"]]
