@@ -36,6 +36,7 @@ from .model import (
     map_placeholder,
 )
 from .text import file_stem
+from .validate import catalog_pattern_problem
 
 CELLS_FOLDER = Path(".magnus") / "cells"  # generated notebooks of cell steps, relative to the cwd
 SUCCESS, FAIL = "success", "fail"  # the terminal steps the store adds to the pipeline and each branch
@@ -67,6 +68,8 @@ class StepDeclaration:
     returns: list[str] | None = None
     branch: str | None = None  # "PARALLEL/BRANCH" or "MAP" as the user wrote it; None: top level
     magic: str = "%%magnus_step"  # "%magnus_step" when declared by the line magic (no body)
+    inputs: list[str] | None = None  # globs of project files the task reads (its fingerprint)
+    cache: bool | None = None  # False: never reused (--no-cache)
 
     @property
     def label(self) -> str:
@@ -79,6 +82,7 @@ class StepDeclaration:
         command_type = "shell" if self.kind == "shell" else "notebook"
         return Task(name=self.name, command=self.command, command_type=command_type,
                     returns=list(self.returns) if self.returns else None,
+                    inputs=list(self.inputs) if self.inputs else None, cache=self.cache,
                     next=self.next or next, on_failure=self.on_failure, source=source)
 
 
@@ -158,7 +162,8 @@ class Declarations:
     def step(self, name: str, body: str = "", *, next: str | None = None, on_failure: str | None = None,
              notebook: str | None = None, shell: bool = False, stub: bool = False,
              returns: str | list[str] | None = None, branch: str | None = None,
-             cell: str | None = None, cell_magic: bool = True) -> StepDeclaration:
+             cell: str | None = None, cell_magic: bool = True, inputs: str | list[str] | None = None,
+             cache: bool | None = None) -> StepDeclaration:
         """Declare (or re-declare) a step; without a kind the body becomes a notebook of its own.
 
         ``cell_magic=False``: declared by the line magic, which the messages then name."""
@@ -175,6 +180,9 @@ class Declarations:
         if names and kind in ("shell", "stub"):
             raise DeclarationError(f"{label}: --returns applies to cell and notebook steps; a shell step "
                                    "returns parameters by exporting MAGNUS_PRM_<name>")
+        patterns = _inputs(inputs, label)
+        if kind == "stub" and (patterns or cache is not None):
+            raise DeclarationError(f"{label}: --inputs and --no-cache apply to tasks, not to a --stub")
         for option, value in (("--next", next), ("--on-failure", on_failure)):
             if value is not None and not value.strip():
                 raise DeclarationError(f"{label}: {option} needs a step name")
@@ -207,7 +215,8 @@ class Declarations:
                                        "leave it empty (comments are fine)")
         declaration = StepDeclaration(name=name, kind=kind, command=command, next=_opt(next),
                                       on_failure=_opt(on_failure), returns=names,
-                                      branch=branch.strip() if branch else None, magic=magic)
+                                      branch=branch.strip() if branch else None, magic=magic,
+                                      inputs=patterns, cache=cache)
         self._put(declaration, cell)
         return declaration
 
@@ -549,6 +558,18 @@ def _returns(value: str | list[str] | None, label: str) -> list[str] | None:
             raise DeclarationError(f"{label}: --returns takes variable names separated by commas, "
                                    f"found {name!r}")
     return names or None
+
+
+def _inputs(value: str | list[str] | None, label: str) -> list[str] | None:
+    """``--inputs data/*.csv,config.yaml``: globs of project files the step reads."""
+    if value is None:
+        return None
+    patterns = [p.strip() for p in (value.split(",") if isinstance(value, str) else value) if p.strip()]
+    for pattern in patterns:
+        why = catalog_pattern_problem(pattern, "inputs")
+        if why:
+            raise DeclarationError(f"{label}: --inputs pattern {pattern!r} {why}")
+    return patterns or None
 
 
 def _policy(value: str | None, label: str) -> str | None:

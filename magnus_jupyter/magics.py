@@ -90,6 +90,9 @@ class DeclareMagics(Magics):
     @argument("--returns", metavar="a,b", help="variables of the step that become parameters")
     @argument("--branch", metavar="PARALLEL/BRANCH",
               help="put the step into a branch of a parallel block (or MAP for a map's branch)")
+    @argument("--inputs", metavar="GLOB,GLOB",
+              help="project files the step reads: their content is part of its fingerprint (--reuse)")
+    @argument("--no-cache", action="store_true", help="never reuse this step's result (it has side effects)")
     @line_cell_magic
     def magnus_step(self, line: str, cell: str | None = None) -> None:
         """Declare a step; without --notebook/--shell/--stub the cell's code is the step.
@@ -105,7 +108,8 @@ class DeclareMagics(Magics):
             declared = session().step(_name(args.name), cell or "", next=args.next,
                                       on_failure=args.on_failure, notebook=args.notebook, shell=args.shell,
                                       stub=args.stub, returns=args.returns, branch=args.branch,
-                                      cell=self.cell_id, cell_magic=cell is not None)
+                                      cell=self.cell_id, cell_magic=cell is not None, inputs=args.inputs,
+                                      cache=False if args.no_cache else None)
         _warn_unknown_targets(declared.name)
 
     @magic_arguments("%magnus_parallel")
@@ -218,6 +222,12 @@ class RunMagics(Magics):
     @argument("--executor", metavar="NAME", help="where tasks run: local (default), dask, or a registered")
     @argument("--scheduler", metavar="ADDRESS", help="with --executor dask: e.g. tcp://host:8786 "
                                                      "(default: a LocalCluster of --workers processes)")
+    @argument("--reuse", action="store_true",
+              help="reuse the result of a task whose fingerprint matches an earlier successful run here")
+    @argument("--from", dest="from_step", metavar="STEP",
+              help="run this step and everything after it; what comes before is reused")
+    @argument("--only", action="append", metavar="STEP",
+              help="run only this step (repeatable); every other is reused")
     @line_magic
     def magnus_run(self, line: str) -> None:
         """Run the declared pipeline; the DAG widget shows it live. Interrupt the kernel to cancel."""
@@ -226,7 +236,8 @@ class RunMagics(Magics):
 
         with _usage_errors():
             running.start(workers=args.workers, parameters_file=args.parameters_file, params=args.param,
-                          background=args.background, executor=args.executor, scheduler=args.scheduler)
+                          background=args.background, executor=args.executor, scheduler=args.scheduler,
+                          reuse=args.reuse, from_step=args.from_step, only=args.only)
 
     @magic_arguments("%magnus_retry")
     @argument("run_id", nargs="?", metavar="RUN_ID", help="the run to retry (default: the last run)")

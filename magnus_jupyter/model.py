@@ -81,6 +81,8 @@ class Task(Step):
         "next",
         "on_failure",
         "catalog",
+        "inputs",
+        "cache",
         "returns",
         "notebook_output_path",
         "output_cell_tag",
@@ -93,6 +95,8 @@ class Task(Step):
     command: str = ""
     command_type: str | None = None  # None means magnus' default, "python"
     catalog: dict[str, list[str]] | None = None
+    inputs: list[str] | None = None  # globs of project files the task reads: part of its fingerprint
+    cache: bool | None = None  # False: never reused by --reuse, retry, --from or --only (side effects)
     returns: list[str] | None = None
     notebook_output_path: str | None = None
     output_cell_tag: str | None = None

@@ -109,15 +109,17 @@ def show(pipeline: Pipeline | None = None) -> DagWidget:
 def start(*, workers: int | None = None, parameters_file: str | None = None, params: Iterable[str] = (),
           background: bool = False, pipeline: Pipeline | None = None, run_id: str | None = None,
           display: bool = True, retry_of: str | None = None, executor: str | None = None,
-          scheduler: str | None = None, **engine: Any) -> InKernelRun:
+          scheduler: str | None = None, reuse: bool = False, from_step: str | None = None,
+          only: list[str] | None = None, **engine: Any) -> InKernelRun:
     """Run the declared pipeline (or ``pipeline``) with a live widget; blocks unless ``background``.
 
     With ``retry_of`` the run is a retry of that run id: its succeeded tasks are
     reused, the rest run again (``executor.retry``); with nothing declared in this
     kernel, it retries the pipeline that run recorded. ``executor`` names where tasks
-    run (``local``, ``dask`` or a registered one; ``scheduler``: a Dask address). Bad input (an invalid
-    pipeline, a missing parameters file or old run, a run already running)
-    raises ``PipelineError`` before anything starts.
+    run (``local``, ``dask`` or a registered one; ``scheduler``: a Dask address). ``reuse``,
+    ``from_step``, ``only``: reuse earlier results (``executor.reuse``). Bad input (an invalid
+    pipeline, a missing parameters file or old run, a run already running, a step --from names
+    that does not exist) raises ``PipelineError`` before anything starts.
     """
     global _LAST
     from .declare import current_pipeline, session
@@ -148,6 +150,11 @@ def start(*, workers: int | None = None, parameters_file: str | None = None, par
     else:
         graph = current_pipeline()
     parameters = initial_parameters(parameters_file, list(params))
+    if reuse or from_step is not None or only:
+        from .executor.reuse import plan
+
+        plan(graph, Path.cwd(), reuse=reuse, from_step=from_step, only=only)  # refused now, not in the thread
+        engine.update(reuse=reuse, from_step=from_step, only=only)
     cancel = threading.Event()
     widget = widget_for(graph, on_stop=cancel.set if background else None,
                         hint="" if background else STOP_HINT, retry_of=old_log)

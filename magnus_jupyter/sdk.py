@@ -114,6 +114,8 @@ class Task(_Traversal):
         terminate_with_success: bool = False,
         terminate_with_failure: bool = False,
         catalog: Catalog | None = None,
+        inputs: list[str] | None = None,
+        cache: bool | None = None,
         returns: list[str] | None = None,
         notebook_output_path: str | None = None,
         output_cell_tag: str | None = None,
@@ -123,12 +125,19 @@ class Task(_Traversal):
         overrides: dict[str, Any] | None = None,
         next: str | None = None,  # noqa: A002 - magnus' SDK takes the YAML name too
     ) -> None:
+        """``inputs``: globs of project files the task reads (its fingerprint covers their content);
+        ``cache=False``: never reuse its result (a task with side effects)."""
+        if isinstance(inputs, str):  # list("data/x") would make a pattern of every character
+            raise ValidationError(f"step '{name}': inputs takes a list of file patterns, e.g. "
+                                  f"inputs=[{inputs!r}]")
         next_node = next_node or next
         self.step = model.Task(
             name=name,
             command=command,
             command_type=command_type,
             catalog=catalog.as_field() if catalog else None,
+            inputs=list(inputs) if inputs is not None else None,
+            cache=cache,
             returns=list(returns) if returns else None,
             notebook_output_path=notebook_output_path,
             output_cell_tag=output_cell_tag,
@@ -218,19 +227,22 @@ class Pipeline:
 
     def execute(self, configuration_file: str = "", run_id: str = "", tag: str = "",
                 parameters_file: str = "", use_cached: str = "", log_level: str = "WARNING",
-                output_pipeline_definition: str = "magnus-pipeline.yaml") -> Any:
+                output_pipeline_definition: str = "magnus-pipeline.yaml", reuse: bool = False) -> Any:
         """Run the pipeline here, as magnus 0.5's ``Pipeline.execute`` does, and return its run log.
 
         ``configuration_file``: a magnus config (``MAGNUS_CONFIGURATION_FILE`` wins
-        over it); ``use_cached``: a run to retry. Progress shows live: the DAG widget
-        in a notebook, the terminal view elsewhere. The run log reads as a dict or
-        with attributes (``run_log.status``). magnus' ``output_pipeline_definition``
-        is accepted and unused: argo configs are refused, use ``magnus-jupyter export``.
+        over it); ``use_cached``: a run to retry; ``reuse``: reuse the result of every
+        task whose fingerprint matches an earlier successful run here (``run --reuse``).
+        Progress shows live: the DAG widget in a notebook, the terminal view elsewhere.
+        The run log reads as a dict or with attributes (``run_log.status``). magnus'
+        ``output_pipeline_definition`` is accepted and unused: argo configs are
+        refused, use ``magnus-jupyter export``.
         """
         from .executor.entrypoints import execute_sdk
 
         return execute_sdk(self.model, configuration_file=configuration_file, run_id=run_id, tag=tag,
-                           parameters_file=parameters_file, use_cached=use_cached, log_level=log_level)
+                           parameters_file=parameters_file, use_cached=use_cached, log_level=log_level,
+                           reuse=reuse)
 
 
 def _model_of(branch: Pipeline | model.Pipeline, where: str) -> model.Pipeline:

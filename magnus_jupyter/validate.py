@@ -180,11 +180,16 @@ def _check_step(internal: str, step: Step) -> list[Problem]:
     if isinstance(step, Task | Stub) and step.catalog is not None:
         for message in _catalog_problems(step.catalog):
             add(message, "catalog")
+    if isinstance(step, Task):
+        for message in _inputs_problems(step.inputs):
+            add(message, "inputs")
+        if step.cache is not None and not isinstance(step.cache, bool):
+            add(f"cache must be true or false, found {step.cache!r}", "cache")
     return out
 
 
-def catalog_pattern_problem(pattern: Any) -> str | None:
-    """Why a catalog ``get``/``put`` pattern is refused, or None.
+def catalog_pattern_problem(pattern: Any, kind: str = "catalog") -> str | None:
+    """Why a catalog ``get``/``put`` pattern (or a task's ``inputs`` glob: ``kind``) is refused, or None.
 
     A pattern is a glob relative to the run folder (``get``: to the run's
     catalog): it may not be empty or absolute, go up with ``..`` or reach into
@@ -197,17 +202,17 @@ def catalog_pattern_problem(pattern: Any) -> str | None:
     if has_control(pattern):
         return "holds a control character"
     if pattern.startswith("/"):
-        return "is absolute; catalog patterns are relative to the run folder"
+        return f"is absolute; {kind} patterns are relative to the run folder"
     parts = pattern.split("/")
     if ".." in parts:
-        return "goes up with '..'; catalog patterns stay inside the run folder"
+        return f"goes up with '..'; {kind} patterns stay inside the run folder"
     if any("**" in part and part != "**" for part in parts):
         return "uses '**' inside a name; '**' (any folders) must be a whole component: data/**/*.csv"
     first = posixpath.normpath(pattern).split("/")[0]
     if first == ".":
         return "names the run folder itself; give a file or a glob such as data/*.csv"
     if first in (CATALOG_FOLDER, RUN_LOG_FOLDER):
-        return f"reaches into the run records ({first}); catalog patterns name the run's own files"
+        return f"reaches into the run records ({first}); {kind} patterns name the run's own files"
     return None
 
 
@@ -241,6 +246,20 @@ def _catalog_problems(catalog: Any) -> list[str]:
             why = catalog_pattern_problem(pattern)
             if why:
                 out.append(f"catalog {stage} pattern {pattern!r} {why}")
+    return out
+
+
+def _inputs_problems(inputs: Any) -> list[str]:
+    """A task's ``inputs``: globs of project files it reads, held to the catalog patterns' rules."""
+    if inputs is None:
+        return []
+    if not isinstance(inputs, list):
+        return [f"inputs must be a list of file patterns, found {type(inputs).__name__}"]
+    out = []
+    for pattern in inputs:
+        why = catalog_pattern_problem(pattern, "inputs")
+        if why:
+            out.append(f"inputs pattern {pattern!r} {why}")
     return out
 
 

@@ -622,6 +622,15 @@ def _catalog(value: Any) -> str | None:
     return None
 
 
+def _patterns(value: Any) -> str | None:
+    ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return None if ok else "must be a list of file patterns"
+
+
+def _bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
 def _mapping(value: Any) -> str | None:
     return None if isinstance(value, dict) else "must be a mapping"
 
@@ -639,6 +648,8 @@ _FIELD_CHECKS = {
     "command_type": _choice(COMMAND_TYPES),
     "failure_policy": _choice(FAILURE_POLICIES),
     "catalog": _catalog,
+    "inputs": _patterns,
+    "cache": _bool,
     "returns": _str_list,
     "optional_ploomber_args": _mapping,
     "overrides": _mapping,

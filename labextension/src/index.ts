@@ -1,7 +1,8 @@
 /**
  * magnus_jupyter in JupyterLab: magnus cells highlighted as what they are, and
  * "Run pipeline", "Show pipeline", "Export pipeline YAML…" in the command
- * palette and the notebook toolbar, run as magics in the notebook's kernel.
+ * palette and the notebook toolbar, run as magics in the notebook's kernel;
+ * "Run from here" in a DAG node's context menu (`%magnus_run --from STEP`).
  */
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, InputDialog, MainAreaWidget, showErrorMessage } from '@jupyterlab/apputils';
@@ -18,10 +19,11 @@ import { DisposableSet } from '@lumino/disposable';
 
 import { isRecordDocument, MagnusDrive } from './drive';
 import { magnusHighlight } from './highlight';
-import { exportYamlCode, isMagnusLoaded } from './kernel';
+import { exportYamlCode, isMagnusLoaded, runFromCode } from './kernel';
 import {
   interceptLinks,
   landOnLinkedCell,
+  notebookOf,
   openAddressed,
   OUTPUT_PANEL_PREFIX,
   recordKernelPreference,
@@ -57,6 +59,9 @@ const EXPORT: IMagnusCommand = {
   icon: downloadIcon
 };
 const COMMANDS = [RUN, SHOW, EXPORT];
+const RUN_FROM = 'magnus:run-from-here';
+/** What the DAG widget puts on a node "Run from here" can start at: the step's internal name. */
+const STEP_ATTRIBUTE = 'data-magnus-step';
 
 const NOT_LOADED = 'magnus_jupyter is not loaded in this notebook\'s kernel: run "%load_ext magnus_jupyter" first';
 const NO_NOTEBOOK = 'Open a notebook to use magnus pipelines';
@@ -262,6 +267,42 @@ function activate(
     const path = answer.button.accept ? answer.value?.trim() : '';
     return path ? exportYamlCode(path) : null;
   });
+
+  // "Run from here" on a DAG node: the step under the pointer, in the notebook the drawing belongs to.
+  // The node is an SVG element, which Lab's contextMenuHitTest never offers (it tests HTML elements
+  // only): the right click's own target is kept, before the menu opens.
+  let stepTarget: Element | null = null;
+  document.addEventListener(
+    'contextmenu',
+    event => {
+      const node = event.target instanceof Element ? event.target.closest(`[${STEP_ATTRIBUTE}]`) : null;
+      stepTarget = node?.closest('.jp-OutputArea') ? node : null;
+    },
+    true
+  );
+  const stepNode = (): Element | null => stepTarget;
+  commands.addCommand(RUN_FROM, {
+    label: 'Run from here',
+    caption: 'Run this step and everything after it; what comes before is reused (%magnus_run --from STEP)',
+    isEnabled: () => {
+      const node = stepNode();
+      return node !== null && state.isLoaded(notebookOf(node, tracker));
+    },
+    execute: async () => {
+      const node = stepNode();
+      const panel = node ? notebookOf(node, tracker) : null;
+      const step = node?.getAttribute(STEP_ATTRIBUTE);
+      if (!panel || !step || !state.isLoaded(panel)) {
+        return;
+      }
+      try {
+        await runMagic(panel, runFromCode(step));
+      } catch (error) {
+        await showErrorMessage('Run from here', error as Error);
+      }
+    }
+  });
+  app.contextMenu.addItem({ command: RUN_FROM, selector: `.jp-OutputArea [${STEP_ATTRIBUTE}]`, rank: 0 });
 
   // The same commands in each notebook's toolbar, bound to that notebook. A run record gets none,
   // and no kernel however it opens (a link, a tab Lab restores, a Notebook 7 page, the file browser):

@@ -50,3 +50,14 @@ export function exportYamlCode(path: string): string {
   // A JSON string is a valid Python string literal.
   return `get_ipython().find_line_magic('magnus_yaml')(${JSON.stringify(quoted)})`;
 }
+
+/**
+ * The code "Run from here" runs for a DAG node: `internal` is the step's internal name. A name with
+ * `{` or `$` (a map's placeholder, `per item.{item}.work`) goes to the magic directly, unexpanded.
+ */
+export function runFromCode(internal: string): string {
+  const line = `--from ${shellQuote(internal)}`;
+  return /[{}$]/.test(internal)
+    ? `get_ipython().find_line_magic('magnus_run')(${JSON.stringify(line)})`
+    : `%magnus_run ${line}`;
+}

@@ -88,10 +88,13 @@ export const MAGIC_TABLE = {
       "--parameters-file",
       "--param",
       "--executor",
-      "--scheduler"
+      "--scheduler",
+      "--from",
+      "--only"
     ],
     "switches": [
-      "--background"
+      "--background",
+      "--reuse"
     ],
     "choices": {},
     "ints": [
@@ -128,11 +131,13 @@ export const MAGIC_TABLE = {
       "--on-failure",
       "--notebook",
       "--returns",
-      "--branch"
+      "--branch",
+      "--inputs"
     ],
     "switches": [
       "--shell",
-      "--stub"
+      "--stub",
+      "--no-cache"
     ],
     "choices": {},
     "ints": [],

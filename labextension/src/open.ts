@@ -215,20 +215,18 @@ function isNotebookPanel(widget: unknown): widget is NotebookPanel {
   return typeof content?.activeCellIndex === 'number' && Array.isArray(content.widgets);
 }
 
-/** The path of the notebook that shows `element`: its own panel, or the one the output panel belongs to. */
-function notebookPathOf(element: Element, tracker: INotebookTracker): string | null {
+/** The notebook that shows `element`: its own panel, or the one the output panel belongs to. */
+export function notebookOf(element: Element, tracker: INotebookTracker): NotebookPanel | null {
   const panel = tracker.find(p => p.node.contains(element));
   if (panel) {
-    return panel.context.path;
+    return panel;
   }
   const side = element.closest(`[id^="${OUTPUT_PANEL_PREFIX}"]`);
-  if (side) {
-    const owner = tracker.find(p => p.id === side.id.slice(OUTPUT_PANEL_PREFIX.length));
-    if (owner) {
-      return owner.context.path;
-    }
-  }
-  return null;
+  return side ? (tracker.find(p => p.id === side.id.slice(OUTPUT_PANEL_PREFIX.length)) ?? null) : null;
+}
+
+function notebookPathOf(element: Element, tracker: INotebookTracker): string | null {
+  return notebookOf(element, tracker)?.context.path ?? null;
 }
 
 /** Whether a document of `path` is already open in the main area (so it may be stale on screen). */

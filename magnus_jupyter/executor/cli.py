@@ -80,11 +80,23 @@ def add_commands(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("run", cmd_run, "Run a magnus pipeline; branches run at the same time.")
     p.add_argument("file", help="the pipeline YAML")
     _common(p)
+    p.add_argument("--reuse", action="store_true",
+                   help="do not run a task whose fingerprint (definition, parameters, files, environment) "
+                        "matches a successful attempt of an earlier run here: reuse that result")
+    p.add_argument("--from", dest="from_step", metavar="STEP",
+                   help="run this step and everything after it, reusing earlier results for what comes "
+                        "before")
+    p.add_argument("--only", nargs="+", action="extend", metavar="STEP",
+                   help="run only these steps, reusing earlier results for every other")
     p = add("retry", cmd_retry, "Run a failed, cancelled or killed run again as a new run, reusing the "
                                 "steps that succeeded in it.")
     p.add_argument("old_run_id", metavar="RUN_ID", help="the run to retry (its run log is in .run_log_store)")
     p.add_argument("file", nargs="?", help="the pipeline YAML (default: the one the old run recorded)")
     _common(p)
+    p = add("why", cmd_why, "Show a task's fingerprint in a run, and what differs from its nearest earlier "
+                            "successful run (why it ran again).")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("step", metavar="STEP", help="the task's internal name (or its name, if no other has it)")
     p = add("execute", cmd_execute, "magnus' `execute`: run a pipeline with magnus' flags (-f, -c, "
                                     "--parameters-file, --run-id, --tag, --use-cached).")
     p.add_argument("-f", "--file", default="pipeline.yaml", help="the pipeline YAML (default: pipeline.yaml)")
@@ -221,6 +233,8 @@ def _run_and_report(args: argparse.Namespace, start: Callable[..., Any], factory
     print()
     for warning in result.warnings:
         print(f"warning: {clean(warning)}")
+    for line in _reasons(result.run_log):
+        print(line)
     original = result.run_log.get("original_run_id")
     if original:
         print(f"retry of: {original}")
@@ -231,6 +245,31 @@ def _run_and_report(args: argparse.Namespace, start: Callable[..., Any], factory
         print(f"retry:   magnus-jupyter retry {result.run_id}")
         return EXIT_SIGNAL + int(cancel.signum)  # type: ignore[attr-defined]
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _reasons(run_log: dict[str, Any], most: int = 10) -> list[str]:
+    """After a run that reused: how many tasks it reused, and why each of the others ran (the first few)."""
+    from ..progress import clean
+    from .runlog import iter_steps
+
+    reused, ran = 0, []
+    for step in iter_steps(run_log):
+        if step.get("step_type") != "task":
+            continue
+        if step.get("reused_from"):
+            reused += 1
+        elif step.get("rerun_reason"):
+            ran.append(f"  {clean(step['internal_name'])}: {clean(step['rerun_reason'])}")
+    if not reused and not ran:
+        return []
+    more = [f"  ... and {len(ran) - most} more (magnus-jupyter why RUN_ID STEP)"] if len(ran) > most else []
+    return [f"reused: {reused} task{'s' if reused != 1 else ''}; ran: {len(ran)}", *ran[:most], *more]
+
+
+def _reuse_options(args: argparse.Namespace) -> dict[str, Any]:
+    """run's --reuse, --from and --only, for run_pipeline (other commands have none)."""
+    return {"reuse": getattr(args, "reuse", False), "from_step": getattr(args, "from_step", None),
+            "only": getattr(args, "only", None)}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -248,12 +287,12 @@ def _run_with(args: argparse.Namespace, pipeline: Any, config: Any, file: str | 
         if config is None and not use_cached:
             from .engine import run_pipeline  # imported while a prepared cluster starts
 
-            return run_pipeline(pipeline, pipeline_file=file, **kwargs)
+            return run_pipeline(pipeline, pipeline_file=file, **_reuse_options(args), **kwargs)
         from ..config import MagnusConfig
         from .entrypoints import run
 
         return run(pipeline, config or MagnusConfig(), use_cached=use_cached or "", pipeline_file=file,
-                   **kwargs)
+                   **_reuse_options(args), **kwargs)
 
     return _execute(args, start, pipeline)
 
@@ -309,6 +348,16 @@ def cmd_retry(args: argparse.Namespace) -> int:
         return retry_run(args.old_run_id, pipeline, new_run_id=run_id, pipeline_file=file, **kwargs)
 
     return _execute(args, start, pipeline)
+
+
+def cmd_why(args: argparse.Namespace) -> int:
+    from ..progress import clean
+    from .runlog import check_run_id
+    from .why import explain
+
+    for line in explain(check_run_id(args.run_id), args.step):
+        print(clean(line))
+    return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -18,21 +18,22 @@ deadlock. Stubs and terminal steps never leave the loop.
 
 The engine knows no widget and no terminal: it publishes events (events.py).
 
-A retry (``retry.py``) is an ordinary run given the old run's log: a task that
-succeeded there, matched by internal name at any depth, is not run again; its
-log entry, catalog files and parameter updates are copied into the new run.
+Every task gets a fingerprint (``fingerprint.py``) just before its first
+attempt would be submitted. Under ``--reuse``, ``--from``/``--only`` or a retry
+(``retry.py``), ``reuse.py`` then decides whether an earlier result of the task
+stands in for running it: its log entry, catalog files and parameter updates
+are copied into this run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import os
 import shutil
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -45,8 +46,10 @@ from ..text import file_stem
 from . import events as ev
 from .catalog import Catalog, CatalogError
 from .context import RunContext, run_context
+from .fingerprint import Fingerprints
 from .params import ParameterStore, WriteLog, changed
-from .runlog import CATALOG_FOLDER, RunLogStore, attempt_log, branch_log, flatten, now, orchestrator, step_log
+from .reuse import Decision, Reuse, plan
+from .runlog import RunLogStore, attempt_log, branch_log, flatten, now, orchestrator, step_log
 from .task import FAIL, SUCCESS, TaskResult, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -86,12 +89,20 @@ class RunResult:
 
 
 class _Scope:
-    """One running branch: cancelled together (fail_fast), and where its parameter writes are noted."""
+    """One running branch: cancelled together (fail_fast), and where its parameter writes are noted.
 
-    __slots__ = ("parent", "writers", "map_variable", "children", "running", "cancelled", "reason")
+    ``base`` and ``own`` are the parameters as the branch sees them for fingerprints: those at the
+    start of the step that holds it, then what its own tasks wrote. A value a sibling branch wrote
+    meanwhile is left out: whether a task saw it depends on which branch finished first. So is, in a
+    map's branch, the list the map iterates on: each iteration has its own value.
+    """
+
+    __slots__ = ("parent", "writers", "map_variable", "children", "running", "cancelled", "reason",
+                 "trail", "base", "own")
 
     def __init__(self, parent: _Scope | None, writers: tuple[tuple[WriteLog, str], ...],
-                 map_variable: dict[str, Any]) -> None:
+                 map_variable: dict[str, Any], trail: tuple[tuple[str, str], ...] = (),
+                 base: dict[str, Any] | None = None) -> None:
         self.parent = parent
         self.writers = writers
         self.map_variable = map_variable
@@ -99,6 +110,12 @@ class _Scope:
         self.running: set[str] = set()
         self.cancelled = parent.cancelled if parent else False
         self.reason = parent.reason if parent else ""
+        self.trail = trail  # (composite step, branch key) pairs above it: partial.Selection reads them
+        self.base: dict[str, Any] = base if base is not None else {}  # shared by siblings: never changed
+        self.own: dict[str, Any] | None = None
+
+    def visible(self) -> dict[str, Any]:
+        return {**self.base, **self.own} if self.own else self.base
 
 
 def _safe(name: str) -> str:
@@ -121,45 +138,6 @@ def branches_failed(failed: list[str]) -> str:
     return f"branch{'es' if len(failed) > 1 else ''} failed: {shown}"
 
 
-class Reuse:
-    """The succeeded tasks of an earlier run, by internal name, and how to bring them into this one."""
-
-    def __init__(self, run_log: dict[str, Any], cwd: Path) -> None:
-        from .runlog import iter_steps
-
-        self.run_id = str(run_log.get("run_id", ""))
-        services = (run_log.get("run_config") or {}).get("services") or {}
-        location = ((services.get("catalog") or {}).get("config") or {}).get("catalog_location")
-        self.folder = cwd / (location or CATALOG_FOLDER) / self.run_id
-        self.steps = {s["internal_name"]: s for s in iter_steps(run_log)
-                      if s.get("step_type") == "task" and s.get("status") == SUCCESS and "internal_name" in s}
-
-    def entry(self, internal: str, catalog: Catalog) -> tuple[dict[str, Any] | None, str]:
-        """A copy of the old step log with its catalog files copied into ``catalog``; or why not."""
-        old = self.steps.get(internal)
-        if old is None:
-            return None, ""
-        entry = copy.deepcopy(old)
-        prefix = self.run_id + os.sep
-        copies: list[tuple[Path, Path]] = []
-        for item in entry.get("data_catalog", []):
-            relative = str(item.get("catalog_relative_path", ""))
-            if item.get("stage") != "put" or not relative.startswith(prefix):
-                continue
-            inside = relative[len(prefix):]
-            source = self.folder / inside
-            if not source.is_file():
-                return None, f"its catalog file {source} is gone"
-            copies.append((source, catalog.folder / inside))
-            item["catalog_relative_path"] = f"{catalog.run_id}{os.sep}{inside}"
-        for source, target in copies:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-        entry["mock"] = True  # magnus marks a step skipped on re-run so
-        entry["reused_from"] = self.run_id
-        return entry, ""
-
-
 class _Engine:
     """One run's walk: coroutines on one event loop; the pool, helper threads and the run log it feeds."""
 
@@ -180,6 +158,7 @@ class _Engine:
         self.warm_kernels = warm_kernels
         self.slots_factory = slots_factory
         self.reuse = reuse
+        self.fingerprints = Fingerprints(cwd)
         self.timeout = timeout  # for tasks without a timeout of their own
         self.context = context or run_context(store.run_id, catalog.folder, catalog.location, store.path)
         # magnus config: a do-nothing catalog syncs nothing; a mocked executor runs only patched tasks
@@ -194,7 +173,7 @@ class _Engine:
         self._files: ThreadPoolExecutor | None = None
         self._interrupt = threading.Event()  # a KeyboardInterrupt while another thread walks
         self._watching: asyncio.Handle | None = None
-        self.root = _Scope(None, (), {})
+        self.root = _Scope(None, (), {}, base=params.snapshot())
         self.stopped = False
 
     # ---- the pool, created on the first task so stub pipelines start no process ----
@@ -329,10 +308,6 @@ class _Engine:
 
     async def step(self, step: Step, internal: str, container: dict[str, Any], scope: _Scope,
                    owner: dict[str, Any]) -> str:
-        if self.reuse is not None and isinstance(step, Task) and not scope.cancelled:
-            reused = await self._reused(step, internal, container, scope)
-            if reused is not None:
-                return reused
         entry = step_log(step.name, internal, step.type)
         with self.store.lock:
             container[internal] = entry
@@ -355,29 +330,10 @@ class _Engine:
             with self.store.lock:
                 entry["attempts"].append(attempt_log(1, start, now(), status, message))
         self._update(entry, status=status, message=message)
-        self.bus.publish(ev.StepFinished(internal, step.name, step.type, status, message))
+        reused = str(entry.get("reused_from") or "")
+        shown = f"reused from run {reused}" if reused else message
+        self.bus.publish(ev.StepFinished(internal, step.name, step.type, status, shown, reused_from=reused))
         return status
-
-    async def _reused(self, step: Task, internal: str, container: dict[str, Any],
-                      scope: _Scope) -> str | None:
-        """A task that succeeded in the run being retried: its log, files and updates, not a new attempt."""
-        assert self.reuse is not None
-        try:
-            entry, why = await self._off(self.reuse.entry, internal, self.catalog)
-        except OSError as exc:
-            entry, why = None, f"its catalog files cannot be copied: {exc}"
-        if entry is None:
-            if why:
-                self.warn(f"step '{internal}' succeeded in run {self.reuse.run_id} but runs again: {why}")
-            return None
-        with self.store.lock:
-            container[internal] = entry
-        self.store.touch()
-        self.bus.publish(ev.StepStarted(internal, step.name, step.type))
-        self._merge(dict(entry.get("parameter_updates") or {}), scope)
-        self.bus.publish(ev.StepFinished(internal, step.name, step.type, SUCCESS,
-                                         f"reused from run {self.reuse.run_id}"))
-        return SUCCESS
 
     # ---- leaf tasks ----
 
@@ -415,7 +371,16 @@ class _Engine:
             return FAIL, message
         synced = list(entry["data_catalog"])
         if self.patches is not None and step.name not in self.patches:
-            return await self._mocked(catalog, entry, synced)
+            return await self._mocked(catalog, entry, synced)  # not run: nothing to fingerprint or reuse
+        decision = await self._fingerprint(step, internal, entry, scope, synced)
+        if decision.reused is not None:
+            await self._off(self._adopt, step, scope, entry, decision.reused)
+            return SUCCESS, str(entry.get("message") or "")
+        if decision.error:
+            stamp = now()
+            with self.store.lock:
+                entry["attempts"].append(attempt_log(1, stamp, stamp, FAIL, decision.error))
+            return FAIL, decision.error
         for number in range(1, (step.max_attempts or 1) + 1):
             if scope.cancelled:
                 return FAIL, scope.reason
@@ -456,6 +421,47 @@ class _Engine:
                 return SUCCESS, ""
             message = result.message or "the task failed"
         return FAIL, message
+
+    async def _fingerprint(self, step: Task, internal: str, entry: dict[str, Any], scope: _Scope,
+                           gets: list[dict[str, Any]]) -> Decision:
+        """The task's fingerprint into its log; under reuse, whether an earlier result stands in for it."""
+        visible = {**scope.visible(), **scope.map_variable}
+        try:
+            fingerprint = await self._off(self.fingerprints.task, step, visible, gets)
+        except Exception as exc:  # fingerprinting must never stop a run: the task runs without one
+            log.exception("fingerprint of %s failed", internal)
+            self.warn(f"step '{internal}': no fingerprint: {type(exc).__name__}: {exc}")
+            return Decision()
+        environment = self.fingerprints.environment()
+        with self.store.lock:
+            entry["fingerprint"] = fingerprint
+            self.store.data["run_config"].setdefault("environment", environment)
+        self.store.touch()
+        if self.reuse is None or scope.cancelled:
+            return Decision()
+        try:
+            decision = await self._off(self.reuse.decide, step, internal, scope.trail, fingerprint,
+                                       environment, self.catalog)
+        except OSError as exc:
+            return Decision(reason=f"its earlier result cannot be copied: {exc}")
+        if decision.warning:
+            self.warn(decision.warning)
+        if decision.reason:
+            self._update(entry, rerun_reason=decision.reason)
+        return decision
+
+    def _adopt(self, step: Task, scope: _Scope, entry: dict[str, Any], reused: dict[str, Any]) -> None:
+        """An earlier result becomes this step's log (as that run made it); its updates merge, its
+        notebook is published."""
+        with self.store.lock:
+            entry.clear()
+            entry.update(reused)
+            entry["status"] = "PROCESSING"  # until step() sets it, as for any step
+        self.store.touch()
+        self._merge(dict(reused.get("parameter_updates") or {}), scope)
+        attempts = len(reused.get("attempts") or ()) or 1
+        notebook = attempt_paths(self.catalog.folder, entry["internal_name"], step.kind, attempts)[1]
+        self._publish_notebook(step, scope, notebook)
 
     def _keep_outputs(self, step: Task, scope: _Scope, entry: dict[str, Any], result: TaskResult,
                       log_path: str, notebook: str | None) -> None:
@@ -525,6 +531,12 @@ class _Engine:
         if not updates:
             return
         self.params.merge(updates, scope.writers)
+        here: _Scope | None = scope
+        while here is not None:  # each enclosing branch sees what its own tasks wrote
+            if here.own is None:
+                here.own = {}
+            here.own.update(updates)
+            here = here.parent
         with self.store.lock:
             self.store.data["parameters"] = self.params.snapshot()
         self.store.touch()
@@ -574,6 +586,7 @@ class _Engine:
     async def composite(self, step: Step, internal: str, entry: dict[str, Any],
                         scope: _Scope) -> tuple[str, str]:
         branches: list[tuple[str, Pipeline, dict[str, Any]]] = []
+        keys: list[str] = []  # each branch's key in a trail: its name, a map's value
         if isinstance(step, Map):
             values, message = self._map_values(step)
             if values is None:
@@ -582,9 +595,11 @@ class _Engine:
             for value in values:
                 branches.append((f"{internal}.{value}", step.branch,
                                  {**scope.map_variable, step.iterate_as: value}))
+                keys.append(str(value))
         else:
             for name, pipeline in step.branches().items():
                 branches.append((join_name(internal, name), pipeline, scope.map_variable))
+                keys.append(name)
         fail_fast = getattr(step, "failure_policy", None) == "fail_fast"
         writes = WriteLog(internal)
         logs: list[dict[str, Any]] = []
@@ -594,8 +609,12 @@ class _Engine:
                 logs.append(branch_log(name))
                 entry["branches"][name] = logs[-1]
         self.store.touch()
-        for name, _, map_variable in branches:
-            children.append(_Scope(scope, scope.writers + ((writes, name),), map_variable))
+        base = scope.visible()
+        if isinstance(step, Map):  # an iteration is told apart by its own value, not by the whole list
+            base = {k: v for k, v in base.items() if k != step.iterate_on}
+        for (name, _, map_variable), key in zip(branches, keys, strict=True):
+            children.append(_Scope(scope, scope.writers + ((writes, name),), map_variable,
+                                   scope.trail + ((step.name, key),), base))
         scope.children = children  # a branch walks one step at a time: these are all it has
 
         async def run_branch(i: int) -> None:
@@ -718,6 +737,9 @@ def run_pipeline(
     timeout: float | None = None,
     pipeline_file: str | os.PathLike[str] | None = None,
     original_run_log: dict[str, Any] | None = None,
+    reuse: bool = False,
+    from_step: str | None = None,
+    only: Sequence[str] | None = None,
     config: Any = None,
 ) -> RunResult:
     """Run ``pipeline`` to its end in ``cwd`` and return its result; a failed pipeline is not an error.
@@ -732,8 +754,12 @@ def run_pipeline(
     the message "cancelled". ``timeout``: seconds for tasks without their own.
     ``pipeline_file`` is recorded (with the pipeline's YAML) so a retry can find
     the pipeline; ``original_run_log``: the log of the run this one retries
-    (use ``retry_run``). ``config``: a magnus config (``config.MagnusConfig``):
-    its catalog, secrets, experiment tracker, mocked executor and tag.
+    (use ``retry_run``). ``reuse``: a task whose fingerprint matches a successful
+    attempt of an earlier run here is not run, its result is reused;
+    ``from_step`` / ``only``: run that step and what follows it / those steps,
+    reusing every other task's latest result (``reuse.py``). ``config``: a magnus
+    config (``config.MagnusConfig``): its catalog, secrets, experiment tracker,
+    mocked executor and tag.
     """
     if validate:
         from ..validate import validate as check
@@ -747,6 +773,8 @@ def run_pipeline(
     folder = Path(cwd if cwd is not None else os.getcwd()).resolve()
     if not folder.is_dir():
         raise ExecutionError(f"{folder}: the run folder does not exist")
+    reuse_plan = plan(pipeline, folder, reuse=reuse, from_step=from_step, only=only,
+                      original_run_log=original_run_log)
     params = ParameterStore(parameters or {})
     run_config = run_config_of(pipeline, pipeline_file, params.snapshot(),
                                {"type": f"magnus-jupyter-{_executor_name(slots, slots_factory)}",
@@ -764,9 +792,8 @@ def run_pipeline(
         context = run_context(store.run_id, config.catalog_folder(folder, store.run_id), catalog.location,
                               store.path, config)
     bus = ev.EventBus(subscribers)
-    reuse = Reuse(original_run_log, folder) if original_run_log is not None else None
     engine = _Engine(pipeline, store, catalog, params, bus, folder, workers, slots, warm_kernels,
-                     slots_factory, reuse, timeout, context, config)
+                     slots_factory, reuse_plan, timeout, context, config)
     bus.publish(ev.RunStarted(store.run_id, str(store.path), str(catalog.folder), params.snapshot(), workers))
     store.start()
     try:

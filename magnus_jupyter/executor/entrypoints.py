@@ -86,7 +86,8 @@ def run(pipeline: Pipeline, config: MagnusConfig, *, use_cached: str = "", **kwa
 
 
 def execute_sdk(pipeline: Pipeline, *, configuration_file: str = "", run_id: str = "", tag: str = "",
-                parameters_file: str = "", use_cached: str = "", log_level: str = "WARNING") -> Any:
+                parameters_file: str = "", use_cached: str = "", log_level: str = "WARNING",
+                reuse: bool = False) -> Any:
     """``Pipeline.execute()``: run here with live progress (the DAG widget in a notebook, the terminal
     view elsewhere) and return the run log. ``MAGNUS_CONFIGURATION_FILE`` wins over
     ``configuration_file``, as in magnus."""
@@ -100,7 +101,7 @@ def execute_sdk(pipeline: Pipeline, *, configuration_file: str = "", run_id: str
 
         started = running.start(pipeline=patched(pipeline, config), run_id=run_id or None,
                                 parameters_file=parameters_file or None, retry_of=use_cached or None,
-                                config=config)
+                                config=config, reuse=reuse)
         result = started.result
     else:
         from ..progress import TerminalProgress
@@ -108,7 +109,7 @@ def execute_sdk(pipeline: Pipeline, *, configuration_file: str = "", run_id: str
 
         parameters = initial_parameters(parameters_file or None)
         result = run(pipeline, config, use_cached=use_cached, run_id=run_id or None, parameters=parameters,
-                     subscribers=[TerminalProgress(sys.stderr)])
+                     subscribers=[TerminalProgress(sys.stderr)], reuse=reuse)
         print(f"run {result.run_id}: {result.status} · run log {result.run_log_path}", file=sys.stderr)
     return RunLog(result.run_log) if result is not None else None
 

@@ -84,6 +84,7 @@ class StepFinished(Event):
     step_type: str
     status: str  # SUCCESS | FAIL
     message: str
+    reused_from: str = ""  # a task not run but reused: the run its result comes from (as in its step log)
 
 
 @dataclass(frozen=True)

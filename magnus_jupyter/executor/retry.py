@@ -2,11 +2,17 @@
 
 magnus 0.5 calls this ``use_cached``: the new run walks the pipeline as usual,
 and a task whose internal name (map values filled in, at any depth of parallel
-and map branches) has a ``SUCCESS`` step log in the old run is not run again —
-its log entry is copied (``mock: true``, ``reused_from``), its catalog files
-are copied into the new run's catalog and its parameter updates are applied
-again. Everything else runs. The old run may have failed, been cancelled or had
-its orchestrator killed mid-run: its log on disk is always whole JSON.
+and map branches) has a ``SUCCESS`` step log in the old run, with the same
+fingerprint as now, is not run again — its log entry is copied (``mock: true``,
+``reused_from``), its catalog files are copied into the new run's catalog and
+its parameter updates are applied again. This is ``--reuse`` with the
+candidates restricted to the old run (``reuse.py``): a task that succeeded but
+whose notebook, command, parameters or files have changed since runs again,
+with its ``rerun_reason``, so a retry never brings back a stale result. A step
+the old run logged without a fingerprint (magnus' own run logs) is reused by
+name, as magnus does. Everything else runs. The old run may have failed, been
+cancelled or had its orchestrator killed mid-run: its log on disk is always
+whole JSON.
 """
 
 from __future__ import annotations

@@ -180,6 +180,20 @@ def strict_json(data: Any, indent: int | None = None) -> str:
         return json.dumps(plain, indent=indent, allow_nan=False)
 
 
+def _link_new(tmp: str, path: Path) -> None:
+    """Give the written ``tmp`` the name ``path`` only if no file has it, then drop ``tmp``. A file
+    system without hard links: the name is reserved (O_EXCL), then replaced by the written file."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
 class RunLogStore:
     """Owns one run's log dict; mutate it under ``lock``, then call ``touch``."""
 
@@ -198,7 +212,8 @@ class RunLogStore:
     def create(cls, cwd: str | os.PathLike[str], run_id: str | None, parameters: dict[str, Any],
                run_config: dict[str, Any] | None = None, interval: float = 0.1,
                original_run_id: str = "") -> RunLogStore:
-        """Reserve ``<run_id>.json`` (refusing one that exists) and write the PROCESSING log.
+        """Create ``<run_id>.json`` with the PROCESSING log, refusing one that exists. It appears whole:
+        a reader never finds it empty (a reserved file written afterwards could be read in between).
 
         ``original_run_id``: the run this one retries (magnus' ``use_cached``).
         """
@@ -207,18 +222,23 @@ class RunLogStore:
         given = run_id is not None
         for _ in range(20):
             rid = check_run_id(run_id) if given else new_run_id()
-            path = folder / f"{rid}.json"
+            store = cls(folder / f"{rid}.json", cls._first(rid, parameters, run_config, original_run_id),
+                        interval)
             try:
-                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+                store.write(exclusive=True)
             except FileExistsError:
                 if given:
-                    raise ExecutionError(f"run id {rid!r} already exists ({path}); choose another "
+                    raise ExecutionError(f"run id {rid!r} already exists ({store.path}); choose another "
                                          "--run-id or leave it out for a fresh one") from None
                 continue
-            break
-        else:  # pragma: no cover - twenty random collisions in a row
-            raise ExecutionError(f"could not find a free run id in {folder}")
-        data = {
+            return store
+        raise ExecutionError(f"could not find a free run id in {folder}")  # pragma: no cover - 20 collisions
+
+    @staticmethod
+    def _first(rid: str, parameters: dict[str, Any], run_config: dict[str, Any] | None,
+               original_run_id: str) -> dict[str, Any]:
+        """A new run's log, PROCESSING."""
+        return {
             "run_id": rid,
             "dag_hash": "",
             "use_cached": bool(original_run_id),
@@ -231,9 +251,6 @@ class RunLogStore:
             "run_config": dict(run_config or {}),
             "warnings": [],
         }
-        store = cls(path, data, interval)
-        store.write()
-        return store
 
     @property
     def run_id(self) -> str:
@@ -271,8 +288,9 @@ class RunLogStore:
             self.write()
             self._stop.wait(self.interval)  # changes made meanwhile go out together
 
-    def write(self, indent: int | None = None) -> None:
-        """Write the current state atomically: temp file in the same folder, then ``os.replace``."""
+    def write(self, indent: int | None = None, exclusive: bool = False) -> None:
+        """Write the current state atomically: temp file in the same folder, then ``os.replace``
+        (``exclusive``: a hard link instead, which fails with ``FileExistsError`` if the log exists)."""
         with self._writing:
             with self.lock:
                 text = strict_json(self.data, indent)
@@ -281,7 +299,10 @@ class RunLogStore:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
                     fh.write(text)
                 os.chmod(tmp, 0o666 & ~_UMASK)
-                os.replace(tmp, self.path)
+                if exclusive:
+                    _link_new(tmp, self.path)
+                else:
+                    os.replace(tmp, self.path)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)

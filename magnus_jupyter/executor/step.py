@@ -5,8 +5,11 @@ pipeline, so each call does one step's share of what the engine does and
 records it where the engine would, at any depth of parallel and map branches:
 
 - ``--init``: create the run log (pipeline YAML, initial parameters);
-- a task: catalog get, attempts up to ``max_attempts``, catalog put, parameter
-  updates merged into the run's parameters; a stub: SUCCESS;
+- a task: catalog get, its fingerprint (``fingerprint.py``, as the engine takes
+  it, but with the run's parameters as they are when the pod starts: a value a
+  sibling branch wrote is not told apart here), attempts up to
+  ``max_attempts``, catalog put, parameter updates merged into the run's
+  parameters; a stub: SUCCESS;
 - ``success`` / ``fail``: the step SUCCESS and its graph's (branch or run) status;
 - a parallel / map / dag step, ``--phase start``: its log and branch logs (a
   map writes its values, as JSON text, to ``--values-out`` for Argo's
@@ -40,6 +43,7 @@ from ..errors import ExecutionError
 from ..model import Dag, Fail, Map, Parallel, Pipeline, Step, Success, Task, join_name
 from .catalog import Catalog, CatalogError
 from .engine import attempt_paths, branches_failed, run_config_of
+from .fingerprint import Fingerprints
 from .params import WriteLog, changed
 from .runlog import (
     CATALOG_FOLDER,
@@ -172,13 +176,18 @@ def execute_step(root: str | os.PathLike[str], run_id: str, internal: str, phase
             entry["status"] = status
             return FAIL if isinstance(step, Fail) else status
         given = {**data["parameters"], **map_variable}
+        iterated = {s.iterate_on for s in above if isinstance(s, Map)}  # as the engine: each value its own
+        seen = {k: v for k, v in given.items() if k not in iterated}
         services = (data.get("run_config") or {}).get("services")
-    status, message, record = _task(folder, run_id, step, internal, given, map_variable, services, warn)
+    status, message, record = _task(folder, run_id, step, internal, given, map_variable, seen, services, warn)
     with _locked(folder, run_id) as data:
         steps, _ = _container(data, path)
         entry = steps[internal]
         entry["attempts"].extend(record["attempts"])
         entry["data_catalog"].extend(record["data_catalog"])
+        if record.get("fingerprint"):
+            entry["fingerprint"] = record["fingerprint"]
+            data["run_config"].setdefault("environment", record["environment"])
         entry.update(status=status, message=message)
         if status == SUCCESS:
             entry["user_defined_metrics"] = record["metrics"]
@@ -295,10 +304,11 @@ def finalize_run(root: str | os.PathLike[str], run_id: str) -> tuple[str, list[s
 
 
 def _task(root: Path, run_id: str, step: Task, internal: str, given: dict[str, Any],
-          map_variable: dict[str, Any], recorded: dict[str, Any] | None = None,
+          map_variable: dict[str, Any], seen: dict[str, Any], recorded: dict[str, Any] | None = None,
           warn: Callable[[str], None] | None = None) -> tuple[str, str, dict[str, Any]]:
-    """The task's attempts, outside the lock: a long task must not hold the other pods up. ``recorded``:
-    the magnus config the run recorded (catalog, secrets, tracker)."""
+    """The task's attempts, outside the lock: a long task must not hold the other pods up. ``seen``: the
+    parameters its fingerprint counts; ``recorded``: the magnus config the run recorded (catalog,
+    secrets, tracker)."""
     from ..config import MagnusConfig
     from .context import run_context
     from .runners import run_task
@@ -317,6 +327,9 @@ def _task(root: Path, run_id: str, step: Task, internal: str, given: dict[str, A
         record["attempts"].append(attempt_log(1, stamp, stamp, FAIL, str(exc)))
         return FAIL, str(exc), record
     synced = list(record["data_catalog"])
+    fingerprints = Fingerprints(root)  # as the engine takes it: the same parts, from this pod's view
+    record["fingerprint"] = fingerprints.task(step, seen, synced)
+    record["environment"] = fingerprints.environment()
     message = ""
     for number in range(1, (step.max_attempts or 1) + 1):
         log_path, notebook = attempt_paths(catalog.ensure(), internal, step.kind, number)

@@ -74,7 +74,7 @@ def step_rows(run_log: dict[str, Any]) -> list[StepRow]:
             "start": "", "end": "", "duration": None, "attempts": attempts,
             "message": str(item.get("message") or ""),
             "metrics": dict(item.get("user_defined_metrics") or {}), "reused_from": reused,
-            "fingerprint": str(item.get("fingerprint") or ""),
+            "fingerprint": _digest(item.get("fingerprint")),
         })
         spans.append([None, None])
         here = len(rows) - 1
@@ -99,3 +99,10 @@ def step_rows(run_log: dict[str, Any]) -> list[StepRow]:
             spans[parent][1] = last
             rows[parent]["end"] = row["end"]
     return rows
+
+
+def _digest(fingerprint: Any) -> str:
+    """A step log's fingerprint as one digest (executor/fingerprint.py records its parts too)."""
+    if isinstance(fingerprint, dict):
+        return str(fingerprint.get("digest") or "")
+    return str(fingerprint or "")

@@ -18,7 +18,9 @@ relative to the notebook's folder (the kernel's working directory, the widget's
 ``link_base``; the kernel cannot know the server's root, the front end can),
 ``data-magnus-kind`` (``notebook`` or ``log``) and, for a failed task's
 notebook, ``data-magnus-cell``, the index of the failing cell in the executed
-notebook. An ``aria-label`` says the same in words for screen readers.
+notebook. An ``aria-label`` says the same in words for screen readers. A node
+of a step ``--from`` can start at carries ``data-magnus-step``, its internal
+name: the extension's "Run from here" (index.ts) reads it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pathlib import Path
 
 from .. import render
 from ..errors import PipelineError
+from ..executor.partial import runnable
 from ..model import Map, Pipeline, Step, Task, join_name, map_placeholder
 from .failing import FailedCells
 from .status import (
@@ -123,6 +126,7 @@ class Picture:
         self._key: tuple[str, ...] | None = None
         self._svg: str | None = None
         self._ids: dict[str, str] = {}
+        self._runnable: set[str] = set()  # nodes "Run from here" offers (data-magnus-step): not success/fail
         self._files: set[str] = set()
         self.failed_cells = FailedCells()
 
@@ -146,6 +150,7 @@ class Picture:
                               'role="group" aria-label="pipeline DAG" ', 1)
             self.error, self._svg = None, svg
         self._key, self._ids = key, drawing.ids
+        self._runnable = {name for name in drawing.ids if runnable(self.pipeline, name)}
         return self._svg
 
     # ---- the drawing -------------------------------------------------------------------------
@@ -167,7 +172,8 @@ class Picture:
             parts.append(_paint(base[end:match.start()], fill))
             name = names.get(match.group(1))
             state = snap.state(name) if name is not None else PENDING
-            parts.append(f'{match.group(0)[:-1]} data-state="{state}">')
+            step = f' data-magnus-step="{html.escape(name)}"' if name in self._runnable else ""
+            parts.append(f'{match.group(0)[:-1]}{step} data-state="{state}">')
             colour = (NODE_FILL if match.group(2) == "node" else CLUSTER_FILL).get(state)
             fill = (_NODE_FILL if match.group(2) == "node" else _CLUSTER_FILL, colour) if colour else None
             end = match.end()

@@ -198,10 +198,10 @@ class RunStatus:
         self._states[name] = e.status
         self._types[name] = e.step_type
         task = self._running.pop(name, None)
-        # the engine publishes no attempt for a task it reuses from the run being retried
-        reused = task is not None and task.attempt == 0 and e.status == "SUCCESS"
+        # a reused task says where from; the engine publishes no attempt for it
+        reused = e.status == "SUCCESS" and (bool(e.reused_from) or (task is not None and task.attempt == 0))
         if reused:
-            self._reuse(name, e.name)
+            self._reuse(name, e.name, e.reused_from)
         elif task is not None and (task.log_path or task.notebook):
             self._outputs[name] = (task.notebook, task.log_path)
         if e.status == "FAIL" and e.step_type == "task":
@@ -276,10 +276,11 @@ class RunStatus:
             current = max(owners, key=len)
             self._failed.add(current)
 
-    def _reuse(self, internal: str, name: str) -> None:
-        """A task reused from the retried run: it links to that run's executed notebook and log."""
+    def _reuse(self, internal: str, name: str, reused_from: str = "") -> None:
+        """A reused task: it links to the executed notebook and log of the run it came from (copied
+        into this run's catalog too; a retry's old run log says how many attempts it took)."""
         old = self._retry_of or {}
-        run_id = str(old.get("run_id", ""))
+        run_id = reused_from or str(old.get("run_id", ""))
         self._reused[internal] = run_id
         catalog = self._run.get("catalog_path")
         step = self._step(internal, name)
@@ -291,7 +292,7 @@ class RunStatus:
         if self._old_steps is None:
             self._old_steps = {s["internal_name"]: s for s in iter_steps(old) if "internal_name" in s}
         attempts = len(self._old_steps.get(internal, {}).get("attempts") or [])
-        folder = Path(catalog).parent / run_id  # the retried run's own catalog folder, beside this one's
+        folder = Path(catalog).parent / run_id  # that run's own catalog folder, beside this one's
         log_path, notebook = attempt_paths(folder, internal, step.kind, max(attempts, 1))
         self._outputs[internal] = (notebook, log_path)
 

@@ -92,8 +92,8 @@ def test_retry_after_a_failure_reuses_succeeded_steps_in_branches_and_map_iterat
     assert steps(old)["per item.2.work"]["status"] == "FAIL"
     assert sorted(calls(tmp_path)) == ["good", "item 1", "item 2", "item 3", "prepare"]
 
-    # the user fixes the notebook and the data item 2 needed; data.txt is gone from the folder,
-    # so the last step can only get it from the new run's catalog (copied from the old one)
+    # the user fixes the notebook and the data item 2 needed; data.txt is gone from the folder:
+    # the reused 'prepare' puts it back, as running it would have, and the catalog has it too
     write_notebook(tmp_path / "fixme.ipynb", "answer = 42")
     (tmp_path / "fixed").touch()
     (tmp_path / "data.txt").unlink()
@@ -103,18 +103,24 @@ def test_retry_after_a_failure_reuses_succeeded_steps_in_branches_and_map_iterat
     new_id = again.stdout.splitlines()[0].removeprefix("run_id: ")
     assert new_id != "first"
     assert "retry of: first" in again.stdout
-    assert sorted(calls(tmp_path)) == ["finish", "item 2"]  # nothing that succeeded ran again
+    # what succeeded with the same inputs is not run again; items 1 and 3 succeeded in the first run
+    # too, but (reached through on_failure) without the 'answer' the fixed branch now gives them
+    assert sorted(calls(tmp_path)) == ["finish", "item 1", "item 2", "item 3"]
+    assert (tmp_path / "data.txt").read_text() == "data 7\n"
 
     new = read_log(tmp_path, new_id)
     assert new is not None and new["status"] == "SUCCESS"
     assert new["original_run_id"] == "first" and new["use_cached"] is True
     found = steps(new)
-    for name in ("prepare", "fan.good.g", "per item.1.work", "per item.3.work"):
+    for name in ("prepare", "fan.good.g"):
         assert found[name]["status"] == "SUCCESS"
         assert found[name]["reused_from"] == "first" and found[name]["mock"] is True
         assert found[name]["attempts"] == steps(old)[name]["attempts"]  # the old attempt, as it was
-    for name in ("fan.broken.nb", "per item.2.work", "finish"):
+    for name in ("fan.broken.nb", "per item.1.work", "per item.2.work", "per item.3.work", "finish"):
         assert found[name]["status"] == "SUCCESS" and "reused_from" not in found[name]
+    assert found["per item.1.work"]["rerun_reason"] == "parameter 'answer' added: 42"
+    assert found["fan.broken.nb"]["rerun_reason"] == "no earlier successful run"
+    assert found["finish"]["rerun_reason"] == "no earlier run"
     # the reused step's catalog file now lives in the new run's catalog, and its log entry says so
     put = [e for e in found["prepare"]["data_catalog"] if e["name"] == "data.txt"][0]
     assert put["catalog_relative_path"] == f"{new_id}{os.sep}data.txt"
@@ -148,7 +154,9 @@ def test_retry_api_takes_a_pipeline_and_new_parameters_and_refuses_unknown_runs(
     # no pipeline given and none in a file: the YAML recorded in the old run log (an in-kernel run)
     second = retry_run("one", cwd=tmp_path, parameters={"ok": 1}, workers=1, new_run_id="two")
     assert second.status == "SUCCESS" and second.run_id == "two"
-    assert calls(tmp_path) == ["a", "b", "b"]
+    # 'a' succeeded, but with ok=0: it runs again, as every task that receives a changed parameter
+    assert calls(tmp_path) == ["a", "b", "a", "b"]
+    assert second.run_log["steps"]["a"]["rerun_reason"] == "parameter 'ok' changed: 0 -> 1"
     assert second.run_log["run_config"]["pipeline_file"] == ""
     with pytest.raises(ExecutionError, match="already exists"):
         retry_run("one", pipeline, cwd=tmp_path, workers=1, new_run_id="two")

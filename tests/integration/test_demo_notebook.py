@@ -85,7 +85,7 @@ def test_the_run_cell_keeps_a_static_final_picture_not_the_widget(executed: tupl
     assert WIDGET not in bundle, "the saved output still points at a widget model"
     svg = _text(bundle["image/svg+xml"])
     assert svg.startswith("<svg") and svg in _text(bundle["text/html"])
-    nodes = re.findall(r'<g id="n\d+" class="node" data-state="(\w+)">', svg)
+    nodes = re.findall(r'<g id="n\d+" class="node"[^>]* data-state="(\w+)">', svg)
     # every task, the pipeline's success and each branch's success ran; no fail end is drawn
     assert sorted(nodes) == sorted(["success"] * (len(TASKS) + 3))
     for name in ("Get Features", "Prepare for XGBoost", "Train RF Model", "Run Inference"):
@@ -130,7 +130,7 @@ def test_show_and_yaml_cells(executed: tuple[Path, dict[str, Any]]) -> None:
     shown = [o["data"] for o in _outputs(notebook, "%magnus_show") if o["output_type"] == "display_data"]
     assert len(shown) == 1 and WIDGET not in shown[0]  # a picture that never changes needs no widget
     svg = _text(shown[0]["image/svg+xml"])
-    assert set(re.findall(r'class="node" data-state="(\w+)"', svg)) == {"pending"}
+    assert set(re.findall(r'class="node"[^>]* data-state="(\w+)"', svg)) == {"pending"}
     yaml_text = "".join(_text(o["data"].get("text/plain", "")) for o in _outputs(notebook, "%magnus_yaml")
                         if "data" in o)
     for expected in ("dag:", "start_at: Get Features", "type: parallel", "XGBoost:", "RF model:",

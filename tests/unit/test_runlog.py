@@ -83,6 +83,34 @@ def test_concurrent_readers_only_ever_see_whole_files(tmp_path: Path) -> None:
     assert torn == [] and seen and seen == sorted(seen)
 
 
+def test_a_new_run_log_is_never_seen_empty(tmp_path: Path) -> None:
+    """A reader polling the store while runs start finds every log whole, from its first moment (a
+    watcher of a starting run read the reserved, still empty file as bad JSON)."""
+    folder = tmp_path / ".run_log_store"
+    stop = threading.Event()
+    empty: set[str] = set()
+
+    def watch() -> None:
+        while not stop.is_set():
+            try:
+                with os.scandir(folder) as entries:
+                    empty.update(e.name for e in entries
+                                 if e.name.endswith(".json") and e.stat().st_size == 0)
+            except FileNotFoundError:
+                continue
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    try:
+        for i in range(300):
+            R.RunLogStore.create(tmp_path, f"r{i}", {}, {"pipeline_yaml": "x" * 20_000})
+    finally:
+        stop.set()
+        thread.join()
+    assert empty == set()
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"r{i}.json" for i in range(300))  # no temp
+
+
 def test_flatten_keys_every_step_and_branch_by_internal_name() -> None:
     step = R.step_log("par", "par", "parallel")
     branch = R.branch_log("par.a")

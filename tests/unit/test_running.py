@@ -227,3 +227,37 @@ def test_a_failing_cell_step_names_the_line_of_the_cell_that_raised(ip: Interact
     assert run is not None and run.result is not None
     message = run.widget.status.snapshot().failures["Plain"]
     assert re.match(r"cell \d+ \(execution count \d+\) raised KeyError: 'k'; ", message), message
+
+
+def test_magnus_run_reuse_from_and_only_in_the_kernel(ip: InteractiveShell, tmp_path: Path) -> None:
+    """%magnus_run --reuse reuses what is unchanged; --from and --only choose what runs; a bad step name
+    or an option that cannot be met is one UsageError line, and nothing runs."""
+    ip.run_cell_magic("magnus_step", '"First" --shell --inputs data.txt', "echo first >> calls.txt")
+    ip.run_cell_magic("magnus_step", '"Second" --shell --no-cache', "echo second >> calls.txt")
+    ip.run_cell_magic("magnus_step", '"Third" --shell', "echo third >> calls.txt")
+    (tmp_path / "data.txt").write_text("one")
+
+    def run(line: str) -> dict[str, dict[str, object]]:
+        (tmp_path / "calls.txt").write_text("")
+        ip.run_line_magic("magnus_run", f"--workers 1 {line}")
+        last = running.last_run()
+        assert last is not None and last.result is not None and last.result.ok
+        return {s["internal_name"]: s for s in last.result.run_log["steps"].values()}
+
+    run("")
+    steps = run("--reuse")
+    assert (tmp_path / "calls.txt").read_text().split() == ["second"]  # --no-cache: it always runs
+    assert steps["Second"]["rerun_reason"] == "cache: false" and steps["First"]["reused_from"]
+    (tmp_path / "data.txt").write_text("two")
+    steps = run("--reuse")
+    assert steps["First"]["rerun_reason"] == "input data.txt changed"
+    run('--from "Third"')
+    assert (tmp_path / "calls.txt").read_text().split() == ["second", "third"]
+    run("--only First --only Third")
+    assert (tmp_path / "calls.txt").read_text().split() == ["first", "second", "third"]
+    with pytest.raises(UsageError, match="--from 'Fourth': no such step"):
+        ip.run_line_magic("magnus_run", '--from "Fourth"')
+    with pytest.raises(UsageError, match="--reuse does not go with --from or --only"):
+        ip.run_line_magic("magnus_run", "--reuse --only First")
+    with pytest.raises(UsageError, match="--inputs pattern '../x' goes up"):
+        ip.run_cell_magic("magnus_step", '"Bad" --shell --inputs ../x', "echo")

@@ -373,7 +373,11 @@ def test_diff_compares_parameters_steps_and_catalog_files(history: Path) -> None
     assert final["size"]["same"] and final["size"]["a"] == 3
     steps = {p["internal_name"]: p for p in diff["steps"]}
     assert not steps["last"]["same"] and steps["last"]["a"]["status"] == "FAIL"  # type: ignore[typeddict-item]
-    assert steps["prepare"]["same"] and steps["prepare"]["a"]["attempts"] == 1  # type: ignore[typeddict-item]
+    # every task receives items, which differ: their fingerprints do; a map iteration counts its value only
+    assert not steps["prepare"]["same"] and steps["prepare"]["a"]["status"] == "SUCCESS"  # type: ignore[typeddict-item]
+    assert steps["prepare"]["a"]["fingerprint"] != steps["prepare"]["b"]["fingerprint"]  # type: ignore[typeddict-item]
+    assert steps["each.1.show"]["same"] and steps["each.1.show"]["a"]["attempts"] == 1  # type: ignore[typeddict-item]
+    assert len(steps["each.1.show"]["a"]["fingerprint"]) == 32  # type: ignore[typeddict-item]
     assert "each.3.show" in steps and "a" not in steps["each.3.show"] and not steps["each.3.show"]["same"]
     files = {p["key"]: p for p in diff["catalog"]}
     assert files["data.txt"]["same"]  # the same content in both catalogs

@@ -75,7 +75,8 @@ dag:
 
 def node_states(svg: str) -> dict[str, str]:
     """Graphviz node/cluster id -> the data-state the picture gave it."""
-    return dict(re.findall(r'<g id="((?:n|cluster_)\d+)" class="(?:node|cluster)" data-state="(\w+)">', svg))
+    return dict(re.findall(r'<g id="((?:n|cluster_)\d+)" class="(?:node|cluster)"[^>]* data-state="(\w+)">',
+                           svg))
 
 
 def visible_text(widget: DagWidget) -> str:

@@ -207,3 +207,40 @@ dag:
     assert attrs["aria-label"] == "open log of step broken (failed)"
     assert "<oops>" in (tmp_path / attrs["data-magnus-path"]).read_text()
     assert widget.picture.failed_cells.reads == 0  # a log is never parsed as a notebook
+
+
+def test_nodes_run_from_here_can_start_at_carry_their_internal_name() -> None:
+    """data-magnus-step (what the extension's "Run from here" reads) is on task and composite nodes,
+    map iterations by value once known, never on a success or fail node; names are escaped."""
+    from magnus_jupyter.executor import events as ev
+
+    pipeline = load_yaml("""
+dag:
+  start_at: a "quoted" <step>
+  steps:
+    a "quoted" <step>: {type: task, command_type: shell, command: echo, next: m}
+    m:
+      type: map
+      iterate_on: items
+      iterate_as: item
+      next: success
+      branch:
+        start_at: w
+        steps:
+          w: {type: task, command_type: shell, command: echo, next: success}
+          success: {type: success}
+          fail: {type: fail}
+    success: {type: success}
+    fail: {type: fail}
+""")
+    widget = DagWidget(pipeline)
+    steps = set(re.findall(r'data-magnus-step="([^"]*)"', widget.last_svg))
+    assert html.escape('a "quoted" <step>') in steps and "m.{item}.w" in steps
+    assert not any(s.endswith(("success", "fail")) for s in steps)
+    widget.status(ev.RunStarted("r", "r.json", ".", {}, 1))
+    widget.status(ev.StepStarted("m", "m", "map"))
+    for value in (1, 2):
+        widget.status(ev.BranchStarted(f"m.{value}"))
+    widget.status(ev.RunFinished("r", "SUCCESS", {}, "r.json", "."))
+    steps = set(re.findall(r'data-magnus-step="([^"]*)"', widget.last_svg))
+    assert {"m.1.w", "m.2.w"} <= steps
